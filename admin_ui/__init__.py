@@ -1,0 +1,1 @@
+"""Postroom admin_ui package."""

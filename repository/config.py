@@ -1,0 +1,71 @@
+"""Settings for every Postroom process, read from POSTROOM_* environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_keyring() -> Path:
+    # Keys live outside the data directory so a copy of the data (or a backup) never carries its own keys.
+    return Path.home() / ".config" / "postroom" / "keyring.json"
+
+
+class Settings(BaseSettings):
+    """All configuration; every field is POSTROOM_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="POSTROOM_", extra="ignore")
+
+    data_dir: Path = Path("./postroom-data")
+    database_url: str | None = None
+    blob_store: Literal["file", "s3"] = "file"
+    s3_endpoint: str = "127.0.0.1:9000"
+    s3_bucket: str = "postroom"
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_secure: bool = False
+    s3_region: str | None = None
+    keyring_path: Path = Field(default_factory=_default_keyring)
+    token_secret_path: Path | None = None
+    token_lifetime_minutes: int = 60
+    lock_lifetime_hours: float = 8.0
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_zip_uncompressed_bytes: int = 512 * 1024 * 1024
+    max_zip_entries: int = 10_000
+    max_zip_ratio: float = 100.0
+    max_header_bytes: int = 16 * 1024
+    outbox_poll_seconds: float = 1.0
+    outbox_max_attempts: int = 10
+    run_worker_in_serve: bool = True
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'postroom.db').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where the filesystem blob store keeps content."""
+        return self.data_dir / "blobs"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space for uploads being received (same filesystem as the blobs)."""
+        return self.data_dir / "tmp"
+
+    @property
+    def resolved_token_secret_path(self) -> Path:
+        """The file holding the token signing secret, kept with the key ring."""
+        return self.token_secret_path or self.keyring_path.with_name("token-secret")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests clear the cache)."""
+    return Settings()

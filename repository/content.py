@@ -1,0 +1,246 @@
+"""Receiving content: stream it into a spool while hashing and counting, then identify and check it.
+
+Uploads are identified by their bytes, never their name; archives are checked for bombs and XML for DOCTYPEs
+before anything is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import unicodedata
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import puremagic
+
+from repository.errors import ContentTooLargeError, UnsafeContentError
+
+MEMORY_SPOOL = 1024 * 1024
+HEAD = 8192
+READ = 1024 * 1024
+_DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_OOXML = {
+    "word/document.xml": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "xl/workbook.xml": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "ppt/presentation.xml": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+}
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Bounds that a ZIP-based upload must stay within."""
+
+    max_uncompressed: int
+    max_entries: int
+    max_ratio: float
+
+
+class ContentStager:
+    """Accumulates an upload chunk by chunk: SHA-256, size (with a limit), the first bytes, a spool."""
+
+    def __init__(self, *, max_bytes: int, tmp_dir: Path) -> None:
+        self.max_bytes = max_bytes
+        self.tmp_dir = Path(tmp_dir)
+        self._hash = hashlib.sha256()
+        self._mem = bytearray()
+        self._file: BinaryIO | None = None
+        self._path: Path | None = None
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        """Add a chunk; ContentTooLargeError as soon as the limit is passed."""
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            self.discard()
+            raise ContentTooLargeError(
+                f"the upload is larger than the limit of {self.max_bytes} bytes", limit=self.max_bytes
+            )
+        self._hash.update(chunk)
+        if self._file is None and len(self._mem) + len(chunk) <= MEMORY_SPOOL:
+            self._mem += chunk
+            return
+        if self._file is None:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
+            self._file, self._path = os.fdopen(fd, "w+b"), Path(name)
+            self._file.write(self._mem)
+            self._mem = bytearray(self._mem[:HEAD])
+        self._file.write(chunk)
+
+    def finish(self, filename: str | None = None) -> StagedContent:
+        """Close the spool and return the staged content, its media type detected from its bytes."""
+        if self._file is not None:
+            self._file.flush()
+        staged = StagedContent(
+            sha256=self._hash.hexdigest(),
+            size=self.size,
+            filename=safe_filename(filename),
+            head=bytes(self._mem[:HEAD]),
+            memory=bytes(self._mem) if self._file is None else None,
+            path=self._path,
+        )
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        return staged
+
+    def discard(self) -> None:
+        """Drop whatever was received."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None
+        self._mem = bytearray()
+
+
+@dataclass
+class StagedContent:
+    """Content received in full and not yet stored."""
+
+    sha256: str
+    size: int
+    filename: str
+    head: bytes
+    memory: bytes | None
+    path: Path | None
+
+    def chunks(self, size: int = READ) -> Iterator[bytes]:
+        """Stream the staged bytes."""
+        if self.memory is not None:
+            for i in range(0, len(self.memory), size):
+                yield self.memory[i : i + size]
+            return
+        assert self.path is not None
+        with self.path.open("rb") as f:
+            while chunk := f.read(size):
+                yield chunk
+
+    def open(self) -> BinaryIO:
+        """A seekable file object over the staged bytes."""
+        import io
+
+        return io.BytesIO(self.memory) if self.memory is not None else self.path.open("rb")  # type: ignore[union-attr]
+
+    def release(self) -> None:
+        """Delete the spool file, if any."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+
+def stage_stream(chunks: Iterator[bytes] | BinaryIO, *, max_bytes: int, tmp_dir: Path, filename: str | None = None) -> StagedContent:
+    """Stage content from an iterator of chunks or a binary file object."""
+    stager = ContentStager(max_bytes=max_bytes, tmp_dir=tmp_dir)
+    if hasattr(chunks, "read"):
+        reader = chunks  # type: ignore[assignment]
+        chunks = iter(lambda: reader.read(READ), b"")  # type: ignore[union-attr]
+    try:
+        for chunk in chunks:  # type: ignore[union-attr]
+            stager.write(chunk)
+    except BaseException:
+        stager.discard()
+        raise
+    return stager.finish(filename)
+
+
+def safe_filename(name: str | None) -> str:
+    """Keep only the last path component, without control characters, at most 255 characters."""
+    if not name:
+        return ""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    return "" if name in (".", "..") else name[:255]
+
+
+def detect_media_type(staged: StagedContent, limits: ArchiveLimits) -> str:
+    """Identify the content by its bytes and refuse hostile archives and XML; returns the media type."""
+    head = staged.head
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        with staged.open() as f:
+            return _inspect_zip(f, limits)
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    if head and not _looks_like_text(head):
+        try:
+            return puremagic.magic_string(head)[0].mime_type or "application/octet-stream"
+        except (puremagic.PureError, IndexError, ValueError):
+            return "application/octet-stream"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    is_html = stripped.startswith((b"<!doctype html", b"<html"))
+    if not is_html and stripped.startswith((b"<?xml", b"<!doctype", b"<!entity")):
+        _refuse_doctype(staged.chunks(), "the XML upload")
+        return "application/xml"
+    if is_html:
+        return "text/html"
+    if _looks_like_email(stripped):
+        return "message/rfc822"
+    return "text/plain"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+        return True
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the end of the head is still text.
+        return exc.start >= len(head) - 3
+
+
+def _looks_like_email(head: bytes) -> bool:
+    headers = set(re.findall(rb"^([a-z-]+):", head[:4096], re.MULTILINE))
+    return b"from" in headers and (b"subject" in headers or b"date" in headers)
+
+
+def _inspect_zip(f: BinaryIO, limits: ArchiveLimits) -> str:
+    try:
+        archive = zipfile.ZipFile(f)
+    except zipfile.BadZipFile as exc:
+        raise UnsafeContentError(f"the upload looks like a ZIP archive but cannot be read: {exc}") from exc
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > limits.max_entries:
+            raise UnsafeContentError(f"the archive has {len(entries)} entries; the limit is {limits.max_entries}")
+        total = sum(e.file_size for e in entries)
+        if total > limits.max_uncompressed:
+            raise UnsafeContentError(
+                f"the archive expands to {total} bytes; the limit is {limits.max_uncompressed}"
+            )
+        for e in entries:
+            if e.file_size > 1024 * 1024 and e.file_size > limits.max_ratio * max(e.compress_size, 1):
+                raise UnsafeContentError(
+                    f"archive entry {e.filename!r} has a compression ratio over {limits.max_ratio:g} (a zip bomb?)"
+                )
+            if e.filename.lower().endswith((".xml", ".rels")):
+                try:
+                    with archive.open(e) as part:
+                        _refuse_doctype(iter(lambda: part.read(READ), b""), f"archive part {e.filename!r}")
+                except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+                    raise UnsafeContentError(f"archive entry {e.filename!r} cannot be read: {exc}") from exc
+        names = {e.filename for e in entries}
+        for part, media_type in _OOXML.items():
+            if part in names and "[Content_Types].xml" in names:
+                return media_type
+        if "mimetype" in names:
+            mimetype = archive.read("mimetype")[:100].decode("ascii", "replace").strip()
+            if mimetype.startswith("application/vnd.oasis.opendocument."):
+                return mimetype
+        return "application/zip"
+
+
+def _refuse_doctype(chunks: Iterator[bytes], what: str) -> None:
+    tail = b""
+    for chunk in chunks:
+        window = tail + chunk
+        if _DOCTYPE.search(window):
+            raise UnsafeContentError(f"{what} contains a DOCTYPE or ENTITY declaration, which is not accepted")
+        tail = window[-16:]

@@ -1,0 +1,193 @@
+"""Encryption at rest: a key ring of key-encryption keys, per-document data keys, and segmented AES-256-GCM.
+
+Content is encrypted in fixed-size segments (the STREAM construction: a per-blob subkey from HKDF, a nonce of
+random prefix + segment counter + last-segment flag), so it can be written and read as a stream, a byte range
+can be decrypted without the segments before it, and truncation or reordering fails authentication.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import struct
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from repository.errors import IntegrityError
+
+MAGIC = b"PRM1"
+SEGMENT = 256 * 1024
+TAG = 16
+_SALT = 16
+_PREFIX = 7
+HEADER = len(MAGIC) + 4 + _SALT + _PREFIX
+
+
+class KeyRing:
+    """Key-encryption keys in a JSON file kept apart from the data (mode 0600); one key is active."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            self._write({"active": None, "keys": {}})
+            self.add_key()
+        self._load()
+
+    def _load(self) -> None:
+        data = json.loads(self.path.read_text())
+        self.active_id: str = data["active"]
+        self._keys = {kid: base64.b64decode(v) for kid, v in data["keys"].items()}
+
+    def _write(self, data: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def add_key(self) -> str:
+        """Generate a new key-encryption key, make it active and save the ring; returns its id."""
+        data = json.loads(self.path.read_text())
+        kid = f"kek-{len(data['keys']) + 1}-{secrets.token_hex(4)}"
+        data["keys"][kid] = base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
+        data["active"] = kid
+        self._write(data)
+        self._load()
+        return kid
+
+    def key_ids(self) -> list[str]:
+        """Ids of every key in the ring."""
+        return list(self._keys)
+
+    def wrap(self, data_key: bytes, *, context: str) -> tuple[str, bytes]:
+        """Encrypt a data key under the active key, bound to context; returns (key id, wrapped)."""
+        nonce = os.urandom(12)
+        return self.active_id, nonce + AESGCM(self._keys[self.active_id]).encrypt(nonce, data_key, context.encode())
+
+    def unwrap(self, kek_id: str, wrapped: bytes, *, context: str) -> bytes:
+        """Decrypt a wrapped data key; IntegrityError when the key is unknown or the wrap was altered."""
+        kek = self._keys.get(kek_id)
+        if kek is None:
+            raise IntegrityError(f"key-encryption key {kek_id} is not in the key ring")
+        try:
+            return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], context.encode())
+        except InvalidTag as exc:
+            raise IntegrityError(f"wrapped data key for {context} failed authentication") from exc
+
+
+def new_data_key() -> bytes:
+    """A fresh 256-bit data key."""
+    return AESGCM.generate_key(bit_length=256)
+
+
+@dataclass(frozen=True)
+class _Header:
+    segment: int
+    salt: bytes
+    prefix: bytes
+
+    def pack(self) -> bytes:
+        return MAGIC + struct.pack(">I", self.segment) + self.salt + self.prefix
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> _Header:
+        if len(raw) != HEADER or raw[:4] != MAGIC:
+            raise IntegrityError("stored content has no valid encryption header")
+        (segment,) = struct.unpack(">I", raw[4:8])
+        return cls(segment, raw[8 : 8 + _SALT], raw[8 + _SALT :])
+
+    def cipher(self, data_key: bytes) -> AESGCM:
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=self.salt, info=b"postroom blob v1")
+        return AESGCM(hkdf.derive(data_key))
+
+    def nonce(self, index: int, last: bool) -> bytes:
+        return self.prefix + struct.pack(">I", index) + (b"\x01" if last else b"\x00")
+
+
+def encrypt_stream(data_key: bytes, chunks: Iterable[bytes], segment: int = SEGMENT) -> Iterator[bytes]:
+    """Encrypt a stream of plaintext chunks; yields the header, then one ciphertext segment at a time."""
+    header = _Header(segment, os.urandom(_SALT), os.urandom(_PREFIX))
+    aad = header.pack()
+    aead = header.cipher(data_key)
+    yield aad
+    buf = bytearray()
+    index = 0
+    for chunk in chunks:
+        buf += chunk
+        # Keep at least one byte back so the final segment is always known when it is sealed.
+        while len(buf) > segment:
+            yield aead.encrypt(header.nonce(index, False), bytes(buf[:segment]), aad)
+            del buf[:segment]
+            index += 1
+    yield aead.encrypt(header.nonce(index, True), bytes(buf), aad)
+
+
+def encrypted_size(plain_size: int, segment: int = SEGMENT) -> int:
+    """The stored size of plaintext of the given size."""
+    segments = max(1, -(-plain_size // segment))
+    return HEADER + plain_size + segments * TAG
+
+
+def decrypt_range(
+    data_key: bytes,
+    read: Callable[[int, int | None], Iterator[bytes]],
+    plain_size: int,
+    start: int = 0,
+    end: int | None = None,
+) -> Iterator[bytes]:
+    """Decrypt plaintext bytes [start, end) reading only the segments that hold them.
+
+    `read(offset, length)` streams stored bytes; every segment read is authenticated before any of it is yielded.
+    """
+    end = plain_size if end is None else min(end, plain_size)
+    header = _Header.unpack(b"".join(read(0, HEADER)))
+    aead = header.cipher(data_key)
+    aad = header.pack()
+    seg = header.segment
+    last_index = max(0, -(-plain_size // seg) - 1)
+    first = start // seg if plain_size else 0
+    final = (end - 1) // seg if end > start else first
+    stored_seg = seg + TAG
+    offset = HEADER + first * stored_seg
+    length = (final - first + 1) * stored_seg
+    index = first
+    buf = bytearray()
+
+    def _open(raw: bytes, i: int) -> bytes:
+        try:
+            return aead.decrypt(header.nonce(i, i == last_index), raw, aad)
+        except InvalidTag as exc:
+            raise IntegrityError(f"stored content failed authentication at segment {i}") from exc
+
+    for chunk in read(offset, length):
+        buf += chunk
+        while len(buf) >= stored_seg:
+            plain = _open(bytes(buf[:stored_seg]), index)
+            del buf[:stored_seg]
+            yield from _slice(plain, index * seg, start, end)
+            index += 1
+    if index <= final:
+        plain = _open(bytes(buf), index)
+        yield from _slice(plain, index * seg, start, end)
+        index += 1
+    if index <= final:
+        raise IntegrityError("stored content is truncated")
+
+
+def _slice(plain: bytes, seg_start: int, start: int, end: int) -> Iterator[bytes]:
+    lo = max(0, start - seg_start)
+    hi = min(len(plain), end - seg_start)
+    if hi > lo:
+        yield plain[lo:hi] if (lo, hi) != (0, len(plain)) else plain

@@ -1,0 +1,126 @@
+"""Check-out and check-in: an exclusive, expiring lock for one user; check-in adds a version and releases it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.orm import Session
+
+from repository import audit, events
+from repository.access import ADMIN, deny_write
+from repository.config import get_settings
+from repository.content import StagedContent
+from repository.errors import DocumentLockedError, InvalidInputError, NotCheckedOutError
+from repository.models import Document, DocumentVersion, User
+from repository.service.documents import add_version, lock_holder, writable_document
+from repository.types import utcnow
+
+
+def _holder_name(session: Session, user_id: str) -> str:
+    user = session.get(User, user_id)
+    return user.username if user else user_id
+
+
+def checkout(session: Session, *, actor: User, document_id: str) -> Document:
+    """Take the exclusive lock; the holder calling again extends it. DocumentLockedError if someone else holds it."""
+    document = writable_document(session, actor=actor, document_id=document_id, what="check out this document")
+    now = utcnow()
+    expires = now + dt.timedelta(hours=get_settings().lock_lifetime_hours)
+    # One conditional UPDATE decides the race: exactly one concurrent caller sees rowcount 1.
+    result = session.execute(
+        update(Document)
+        .where(
+            Document.id == document_id,
+            or_(
+                Document.checked_out_by.is_(None),
+                Document.checked_out_by == actor.id,
+                Document.lock_expires_at <= now,
+            ),
+        )
+        .values(checked_out_by=actor.id, checked_out_at=now, lock_expires_at=expires, revision=Document.revision + 1)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(document)
+    if result.rowcount != 1:
+        holder = document.checked_out_by
+        raise DocumentLockedError(
+            f"document {document_id} is checked out by {_holder_name(session, holder)} until "
+            f"{document.lock_expires_at.isoformat()}",
+            checked_out_by=_holder_name(session, holder),
+            expires_at=document.lock_expires_at.isoformat(),
+        )
+    audit.record(session, actor=actor.username, action="document.checked_out", object_type="document",
+                 object_id=document_id, details={"expires_at": expires.isoformat()})
+    events.emit(session, events.DOCUMENT_CHECKED_OUT, {"document_id": document_id, "user_id": actor.id})
+    return document
+
+
+def checkin(
+    session: Session,
+    *,
+    document_id: str,
+    actor: User,
+    content: StagedContent,
+    major: bool = False,
+    comment: str = "",
+) -> DocumentVersion:
+    """Add the next version from the lock holder and release the lock."""
+    document = writable_document(session, actor=actor, document_id=document_id, what="check in this document")
+    now = utcnow()
+    released = session.execute(
+        update(Document)
+        .where(Document.id == document_id, Document.checked_out_by == actor.id, Document.lock_expires_at > now)
+        .values(checked_out_by=None, checked_out_at=None, lock_expires_at=None, revision=Document.revision + 1,
+                updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if released.rowcount != 1:
+        session.refresh(document)
+        holder = lock_holder(document, now)
+        if holder and holder != actor.id:
+            raise NotCheckedOutError(
+                f"document {document_id} is checked out by {_holder_name(session, holder)}, not by you"
+            )
+        if document.checked_out_by == actor.id:
+            raise NotCheckedOutError(f"your check-out of document {document_id} expired; check it out again")
+        raise NotCheckedOutError(f"you have not checked out document {document_id}; check it out first")
+    session.refresh(document)
+    version = add_version(session, document=document, actor=actor, content=content, major=major, comment=comment)
+    audit.record(session, actor=actor.username, action="document.checked_in", object_type="document",
+                 object_id=document_id, details={"version": version.label, "sha256": version.sha256,
+                                                 "size": version.size, "comment": version.comment})
+    events.emit(session, events.DOCUMENT_CHECKED_IN, {"document_id": document_id, "version": version.label})
+    return version
+
+
+def cancel_checkout(session: Session, *, actor: User, document_id: str, reason: str | None = None) -> Document:
+    """The holder cancels their check-out; an admin may break another user's, giving a reason."""
+    document = writable_document(session, actor=actor, document_id=document_id, what="cancel this check-out")
+    now = utcnow()
+    holder = lock_holder(document, now)
+    if holder is None:
+        raise NotCheckedOutError(f"document {document_id} is not checked out")
+    breaking = holder != actor.id
+    if breaking:
+        if ADMIN not in actor.roles:
+            raise deny_write(actor, "document", document_id, "break another user's check-out (admins only)")
+        if not (reason or "").strip():
+            raise InvalidInputError("breaking another user's check-out needs a reason", field="reason")
+    result = session.execute(
+        update(Document)
+        .where(Document.id == document_id, Document.checked_out_by == holder)
+        .values(checked_out_by=None, checked_out_at=None, lock_expires_at=None, revision=Document.revision + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise NotCheckedOutError(f"the check-out of document {document_id} changed meanwhile; try again")
+    session.refresh(document)
+    action = "document.checkout_broken" if breaking else "document.checkout_cancelled"
+    details = {"holder": _holder_name(session, holder)}
+    if breaking:
+        details["reason"] = reason.strip()
+    audit.record(session, actor=actor.username, action=action, object_type="document", object_id=document_id,
+                 details=details)
+    events.emit(session, events.DOCUMENT_CHECKOUT_CANCELLED, {"document_id": document_id, "broken": breaking})
+    return document

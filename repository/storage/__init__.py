@@ -1,0 +1,72 @@
+"""Blob storage: a small interface with filesystem and S3 implementations chosen by settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from repository.config import Settings
+
+_KEY = re.compile(r"^[0-9a-f-]{36}/[0-9a-f]{64}$")
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """A stored blob's key, size and last write time."""
+
+    key: str
+    size: int
+    modified: dt.datetime
+
+
+class BlobStore(Protocol):
+    """Content storage addressed by key; every method streams."""
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> bool:
+        """Store the chunks under key durably; False (and nothing written) when the key already exists."""
+
+    def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """Stream the stored bytes from offset, length bytes or to the end."""
+
+    def exists(self, key: str) -> bool:
+        """True when a blob is stored under key."""
+
+    def delete(self, key: str) -> None:
+        """Remove the blob; no error when it is already gone."""
+
+    def list(self) -> Iterator[BlobInfo]:
+        """Every stored blob, including abandoned partial writes."""
+
+
+def check_key(key: str) -> str:
+    """Refuse any key that is not `<document uuid>/<sha256>`, so a key can never name a path."""
+    if not _KEY.match(key):
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
+
+
+def blob_key(document_id: str, sha256: str) -> str:
+    """The key of a document's content with the given plaintext SHA-256."""
+    return check_key(f"{document_id}/{sha256}")
+
+
+def make_blob_store(settings: Settings) -> BlobStore:
+    """The blob store the settings ask for."""
+    if settings.blob_store == "s3":
+        from repository.storage._s3 import S3BlobStore
+
+        return S3BlobStore(
+            endpoint=settings.s3_endpoint,
+            bucket=settings.s3_bucket,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key.get_secret_value(),
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
+    from repository.storage._filesystem import FileBlobStore
+
+    return FileBlobStore(settings.blob_dir)

@@ -1,0 +1,71 @@
+"""Encrypted content: each document's data key, writing staged content to the blob store, reading it back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from repository.content import StagedContent
+from repository.crypto import decrypt_range, encrypt_stream, new_data_key
+from repository.errors import IntegrityError
+from repository.models import DataKey, DocumentVersion
+from repository.runtime import Runtime
+from repository.storage import blob_key
+
+
+def _context(document_id: str) -> str:
+    return f"document:{document_id}"
+
+
+def data_key(session: Session, runtime: Runtime, document_id: str, *, create: bool = False) -> bytes:
+    """The document's unwrapped data key, created on first use when `create` is set."""
+    row = session.get(DataKey, document_id)
+    if row is None:
+        if not create:
+            raise IntegrityError(f"document {document_id} has no data key")
+        key = new_data_key()
+        kek_id, wrapped = runtime.keyring.wrap(key, context=_context(document_id))
+        session.add(DataKey(document_id=document_id, kek_id=kek_id, wrapped_key=wrapped))
+        session.flush()
+        return key
+    if row.wrapped_key is None:
+        raise IntegrityError(f"the data key of document {document_id} was destroyed; its content is unreadable")
+    return runtime.keyring.unwrap(row.kek_id, row.wrapped_key, context=_context(document_id))
+
+
+def store_content(session: Session, runtime: Runtime, *, document_id: str, staged: StagedContent) -> str:
+    """Encrypt staged content into the blob store under the document's key; returns the blob key."""
+    key = blob_key(document_id, staged.sha256)
+    if not runtime.store.exists(key):
+        dek = data_key(session, runtime, document_id, create=True)
+        runtime.store.put(key, encrypt_stream(dek, staged.chunks()))
+    return key
+
+
+def read_content(
+    session: Session, runtime: Runtime, version: DocumentVersion, start: int = 0, end: int | None = None
+) -> Iterator[bytes]:
+    """Stream the plaintext of a version, or the byte range [start, end) of it."""
+    dek = data_key(session, runtime, version.document_id)
+    store = runtime.store
+
+    def read(offset: int, length: int | None) -> Iterator[bytes]:
+        return store.open(version.blob_key, offset, length)
+
+    return decrypt_range(dek, read, version.size, start, end)
+
+
+def rotate_keys(session: Session, runtime: Runtime) -> tuple[str, int]:
+    """Add a new key-encryption key and rewrap every live data key with it; blobs are untouched."""
+    new_kek = runtime.keyring.add_key()
+    count = 0
+    rows = session.execute(select(DataKey).where(DataKey.wrapped_key.is_not(None))).scalars()
+    for row in rows:
+        if row.kek_id == new_kek:
+            continue
+        plain = runtime.keyring.unwrap(row.kek_id, row.wrapped_key, context=_context(row.document_id))
+        row.kek_id, row.wrapped_key = runtime.keyring.wrap(plain, context=_context(row.document_id))
+        count += 1
+    return new_kek, count

@@ -1,0 +1,1 @@
+"""Postroom search package."""
