@@ -1,0 +1,52 @@
+"""The FastAPI application: routers, error mapping, metrics, and the in-process outbox worker."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.metrics import MetricsMiddleware
+from api.routers import audit, auth, customers, document_types, documents, health
+from repository.config import get_settings
+from repository.db import get_engine
+from repository.events import run_worker
+
+
+def register_subscribers() -> None:
+    """Each domain package registers its outbox subscribers here at start-up."""
+
+
+def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
+    """Build the application; the outbox worker runs in a thread unless disabled."""
+    settings = get_settings()
+    start_worker = settings.run_worker_in_serve if run_worker_thread is None else run_worker_thread
+    register_subscribers()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):  # noqa: ANN202
+        stop = threading.Event()
+        worker = None
+        if start_worker:
+            worker = threading.Thread(
+                target=run_worker, args=(get_engine(), stop),
+                kwargs={"poll_seconds": settings.outbox_poll_seconds, "max_attempts": settings.outbox_max_attempts},
+                name="outbox-worker", daemon=True,
+            )
+            worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                worker.join(timeout=10)
+
+    app = FastAPI(title="Postroom", version="0.1.0", lifespan=lifespan,
+                  description="Document repository and customer correspondence service")
+    install_error_handlers(app)
+    for module in (auth, customers, document_types, documents, audit, health):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware)
+    return app

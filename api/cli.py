@@ -1,0 +1,189 @@
+"""The `postroom` command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from repository import audit, identity, service, vault
+from repository.config import get_settings
+from repository.content import stage_stream
+from repository.db import get_engine, transaction
+from repository.errors import RepositoryError
+from repository.migrate import upgrade as migrate_upgrade
+from repository.runtime import get_runtime
+
+app = typer.Typer(help="Postroom: document repository and correspondence service.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="Staff users.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail.", no_args_is_help=True)
+keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+app.add_typer(keys_app, name="keys")
+console = Console(stderr=True)
+CLI_ACTOR = "cli"
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to the configured database."""
+    migrate_upgrade(get_engine())
+    console.print("database is up to date")
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run the API, UI and outbox worker in one process (migrating the embedded database first)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.database_url is None:
+        migrate_upgrade(get_engine())
+    uvicorn.run(create_app(), host=host, port=port, h11_max_incomplete_event_size=settings.max_header_bytes,
+                log_level="info")
+
+
+@app.command()
+def worker() -> None:
+    """Deliver outbox events until stopped (SIGTERM or Ctrl-C)."""
+    from api.app import register_subscribers
+    from repository.events import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    register_subscribers()
+    settings = get_settings()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        run_worker(get_engine(), stop, poll_seconds=settings.outbox_poll_seconds,
+                   max_attempts=settings.outbox_max_attempts)
+    except KeyboardInterrupt:
+        stop.set()
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[list[str], typer.Option("--role", help="repeat for several roles")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="read the password from stdin")] = False,
+) -> None:
+    """Create a staff user."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        with transaction() as session:
+            user = identity.create_user(session, username=username, password=password, roles=role, actor=CLI_ACTOR)
+            console.print(f"created user {user.username} ({', '.join(user.roles)}) id {user.id}")
+    except RepositoryError as exc:
+        _fail(exc.detail)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit hash chain; exit 1 naming the first bad row."""
+    with transaction() as session:
+        report = audit.verify(session)
+    if report.ok:
+        console.print(f"audit chain verified: {report.checked} rows")
+        return
+    _fail(f"audit chain broken at row {report.bad_seq}: {report.reason} ({report.checked} rows verified before it)")
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Add a new key-encryption key and rewrap every data key with it (content is not re-encrypted)."""
+    runtime = get_runtime()
+    with transaction() as session:
+        kek_id, count = vault.rotate_keys(session, runtime)
+        audit.record(session, actor=CLI_ACTOR, action="keys.rotated", object_type="keyring", object_id=kek_id,
+                     details={"rewrapped": count})
+    console.print(f"new active key {kek_id}; rewrapped {count} data keys")
+
+
+@app.command("import")
+def import_dir(
+    directory: Path,
+    document_type: Annotated[str, typer.Option("--document-type")],
+    customer_id: Annotated[str | None, typer.Option("--customer-id")] = None,
+    as_user: Annotated[str, typer.Option("--as", help="the staff user the documents are created by")] = "admin",
+) -> None:
+    """Import every file under DIRECTORY as a document, one transaction per file."""
+    if not directory.is_dir():
+        _fail(f"{directory} is not a directory")
+    from sqlalchemy import select
+
+    from repository.models import User
+
+    with transaction() as session:
+        user = session.execute(select(User).where(User.username == as_user)).scalar_one_or_none()
+        if user is None:
+            _fail(f"there is no user {as_user!r}; pass --as USERNAME")
+        session.expunge(user)
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    settings = get_settings()
+    imported, rejected = 0, []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("importing", total=len(files))
+        for path in files:
+            try:
+                with path.open("rb") as f:
+                    staged = stage_stream(f, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir,
+                                          filename=path.name)
+                try:
+                    with transaction() as session:
+                        service.create_document(session, actor=user, title=path.stem or path.name,
+                                                document_type=document_type, content=staged,
+                                                customer_id=customer_id,
+                                                metadata={"source_path": str(path.relative_to(directory))})
+                finally:
+                    staged.release()
+                imported += 1
+            except (RepositoryError, OSError) as exc:
+                rejected.append((path, getattr(exc, "detail", str(exc))))
+            progress.advance(task)
+    console.print(f"imported {imported}, rejected {len(rejected)} of {len(files)} files")
+    for path, reason in rejected:
+        console.print(f"  [yellow]rejected[/yellow] {path}: {reason}")
+    if rejected:
+        raise typer.Exit(2)
+
+
+@app.command()
+def gc(
+    min_age_seconds: Annotated[int, typer.Option(help="leave blobs younger than this (uploads in flight)")] = 3600,
+    dry_run: bool = False,
+) -> None:
+    """Remove stored blobs that no version references."""
+    from repository.gc import collect
+
+    with transaction() as session:
+        report = collect(session, get_runtime().store, min_age=dt.timedelta(seconds=min_age_seconds), dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"scanned {report.scanned} blobs; {verb} {len(report.orphans)} orphaned and "
+                  f"{len(report.partial)} partial")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,280 @@
+"""Documents, versions, content, check-out and check-in."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CurrentUser
+from api.idempotency import idempotent_create
+from api.uploads import read_form
+from repository import service
+from repository.config import get_settings
+from repository.content import StagedContent
+from repository.db import transaction
+from repository.errors import InvalidInputError, PreconditionFailedError
+from repository.models import Document, DocumentType, DocumentVersion, User
+from repository.schemas import CheckoutOut, DocumentOut, DocumentPatch, VersionOut
+from repository.service.documents import lock_holder
+
+router = APIRouter(prefix="/api/v1/documents", tags=["documents"])
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _username(session: Session, user_id: str | None) -> str | None:
+    if user_id is None:
+        return None
+    user = session.get(User, user_id)
+    return user.username if user else user_id
+
+
+def document_out(session: Session, d: Document) -> DocumentOut:
+    """The API shape of a document."""
+    holder = lock_holder(d)
+    return DocumentOut(
+        id=d.id, title=d.title, document_type=session.get(DocumentType, d.document_type_id).name,
+        customer_id=d.customer_id, metadata=d.meta, version=d.version_label, state=d.state,
+        checked_out_by=_username(session, holder), lock_expires_at=d.lock_expires_at if holder else None,
+        created_by=_username(session, d.created_by), created_at=d.created_at, updated_at=d.updated_at,
+        revision=d.revision,
+    )
+
+
+def version_out(session: Session, v: DocumentVersion) -> VersionOut:
+    """The API shape of a version."""
+    return VersionOut(version=v.label, sha256=v.sha256, size=v.size, media_type=v.media_type, filename=v.filename,
+                      created_by=_username(session, v.created_by), created_at=v.created_at, comment=v.comment)
+
+
+def etag(d: Document) -> str:
+    """The document's entity tag: its revision."""
+    return f'"{d.revision}"'
+
+
+def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}",
+                                field="metadata") from exc
+    if not isinstance(value, dict):
+        raise InvalidInputError("metadata must be a JSON object", field="metadata")
+    return value
+
+
+def _bool(raw: str | None, name: str) -> bool:
+    if raw is None or raw == "":
+        return False
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise InvalidInputError(f"{name} must be true or false", field=name)
+
+
+@router.post("", status_code=201, responses={201: {"description": "Created"}})
+async def upload(request: Request, user: CurrentUser,
+                 idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """Upload a new document (multipart: file, title, document_type, customer_id?, metadata?)."""
+    settings = get_settings()
+    form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir)
+    staged = form.file
+    try:
+        return await run_in_threadpool(_create, user, form.fields, staged, idempotency_key)
+    finally:
+        staged.release()
+
+
+def _create(user: User, fields: dict[str, str], staged: StagedContent, key: str | None) -> JSONResponse:
+    metadata = _parse_metadata(fields.get("metadata"))
+    for required in ("title", "document_type"):
+        if not fields.get(required):
+            raise InvalidInputError(f"the form needs a {required!r} field", field=required)
+
+    def make(session: Session) -> dict:
+        doc = service.create_document(
+            session, actor=user, title=fields["title"], document_type=fields["document_type"], content=staged,
+            customer_id=fields.get("customer_id") or None, metadata=metadata, comment=fields.get("comment", ""),
+        )
+        version = service.get_version(session, actor=user, document_id=doc.id)
+        return {"id": doc.id, "version": version.label, "sha256": version.sha256, "size": version.size,
+                "media_type": version.media_type, "document_type": fields["document_type"], "title": doc.title}
+
+    request = ("POST", "/documents", fields, staged.sha256, staged.size)
+    return idempotent_create(user, key, request, make,
+                             headers=lambda body: {"Location": f"/api/v1/documents/{body['id']}"})
+
+
+@router.get("")
+def list_documents(
+    user: CurrentUser,
+    document_type: Annotated[str | None, Query(max_length=100)] = None,
+    customer_id: Annotated[str | None, Query(max_length=36)] = None,
+    trashed: bool = False,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict:
+    """Documents the caller may read, newest first; follow `next_cursor` for more."""
+    with transaction() as session:
+        page = service.list_documents(session, actor=user, document_type=document_type, customer_id=customer_id,
+                                      trashed=trashed, cursor=cursor, limit=limit)
+        items = [document_out(session, d).model_dump(mode="json") for d in page.items]
+    return {"items": items, "next_cursor": page.next_cursor}
+
+
+@router.get("/{document_id}", response_model=DocumentOut)
+def get_document(document_id: str, user: CurrentUser, response: Response) -> DocumentOut:
+    """A document's metadata and state, with an ETag for PATCH."""
+    with transaction() as session:
+        doc = service.get_document(session, actor=user, document_id=document_id)
+        response.headers["ETag"] = etag(doc)
+        return document_out(session, doc)
+
+
+@router.patch("/{document_id}", response_model=DocumentOut)
+def patch_document(document_id: str, body: DocumentPatch, user: CurrentUser, response: Response,
+                   if_match: Annotated[str | None, Header()] = None) -> DocumentOut:
+    """Change title and/or metadata; with If-Match, only if nobody changed the document meanwhile (else 412)."""
+    expected = None
+    if if_match is not None and if_match.strip() != "*":
+        tag = if_match.strip()
+        if not re.fullmatch(r'"\d{1,12}"', tag):
+            raise PreconditionFailedError(f"If-Match {tag} is not an ETag of this document")
+        expected = int(tag.strip('"'))
+    with transaction() as session:
+        doc = service.update_document(session, actor=user, document_id=document_id, expected_revision=expected,
+                                      title=body.title, metadata=body.metadata)
+        response.headers["ETag"] = etag(doc)
+        return document_out(session, doc)
+
+
+@router.delete("/{document_id}", status_code=204)
+def delete_document(document_id: str, user: CurrentUser) -> Response:
+    """Move a document to the trash."""
+    with transaction() as session:
+        service.trash_document(session, actor=user, document_id=document_id)
+    return Response(status_code=204)
+
+
+@router.post("/{document_id}/restore", response_model=DocumentOut)
+def restore_document(document_id: str, user: CurrentUser) -> DocumentOut:
+    """Bring a document back from the trash."""
+    with transaction() as session:
+        return document_out(session, service.restore_document(session, actor=user, document_id=document_id))
+
+
+@router.get("/{document_id}/versions", response_model=list[VersionOut])
+def versions(document_id: str, user: CurrentUser) -> list[VersionOut]:
+    """The version history, oldest first."""
+    with transaction() as session:
+        return [version_out(session, v) for v in service.list_versions(session, actor=user, document_id=document_id)]
+
+
+def _range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(start, end exclusive) for one satisfiable byte range; None to send everything; ValueError if unsatisfiable."""
+    if not header:
+        return None
+    m = _RANGE.match(header.strip())
+    if not m or (not m.group(1) and not m.group(2)):
+        return None  # multi-range or malformed: RFC 9110 lets us ignore it and send the whole
+    first, last = m.group(1), m.group(2)
+    if not first:
+        n = int(last)
+        if n == 0:
+            raise ValueError
+        return max(0, size - n), size
+    start = int(first)
+    end = min(size, int(last) + 1) if last else size
+    if start >= size or end <= start:
+        raise ValueError
+    return start, end
+
+
+@router.get("/{document_id}/content")
+def content(
+    document_id: str,
+    user: CurrentUser,
+    version: Annotated[str | None, Query(max_length=20)] = None,
+    range_: Annotated[str | None, Header(alias="Range")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The content of the current version (or `?version=`), streamed; supports Range and If-None-Match."""
+    with transaction() as session:
+        v = service.get_version(session, actor=user, document_id=document_id, version=version)
+        tag = f'"{v.sha256}"'
+        headers = {
+            "ETag": tag,
+            "Accept-Ranges": "bytes",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(v.filename or document_id)}",
+            "X-Document-Version": v.label,
+        }
+        if if_none_match and tag in [t.strip() for t in if_none_match.split(",")]:
+            return Response(status_code=304, headers=headers)
+        try:
+            span = _range(range_, v.size)
+        except ValueError:
+            return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{v.size}"})
+        start, end = span or (0, v.size)
+        stream = service.read_version(session, version=v, start=start, end=end)
+        media_type = v.media_type
+    first = next(stream, b"")  # fail before the status line is sent if the content cannot be read
+    headers["Content-Length"] = str(end - start)
+    status = 200
+    if span is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{v.size}"
+
+    def body():  # noqa: ANN202
+        yield first
+        yield from stream
+
+    return StreamingResponse(body(), status_code=status, media_type=media_type, headers=headers)
+
+
+@router.post("/{document_id}/checkout", response_model=CheckoutOut)
+def checkout(document_id: str, user: CurrentUser) -> CheckoutOut:
+    """Check the document out to the caller (409 when someone else holds it)."""
+    with transaction() as session:
+        doc = service.checkout(session, actor=user, document_id=document_id)
+        return CheckoutOut(document_id=doc.id, checked_out_by=user.username, expires_at=doc.lock_expires_at)
+
+
+@router.delete("/{document_id}/checkout", status_code=204)
+def cancel_checkout(document_id: str, user: CurrentUser,
+                    reason: Annotated[str | None, Query(max_length=2000)] = None) -> Response:
+    """The holder cancels the check-out; an admin breaks another user's, with `?reason=`."""
+    with transaction() as session:
+        service.cancel_checkout(session, actor=user, document_id=document_id, reason=reason)
+    return Response(status_code=204)
+
+
+@router.post("/{document_id}/checkin", status_code=201, response_model=VersionOut)
+async def checkin(document_id: str, request: Request, user: CurrentUser) -> VersionOut:
+    """Check in new content as the next version (multipart: file, major?, comment?)."""
+    settings = get_settings()
+    form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir)
+    staged = form.file
+    try:
+        return await run_in_threadpool(_checkin, document_id, user, form.fields, staged)
+    finally:
+        staged.release()
+
+
+def _checkin(document_id: str, user: User, fields: dict[str, str], staged: StagedContent) -> VersionOut:
+    major = _bool(fields.get("major"), "major")
+    with transaction() as session:
+        v = service.checkin(session, document_id=document_id, actor=user, content=staged, major=major,
+                            comment=fields.get("comment", ""))
+        return version_out(session, v)

@@ -1,0 +1,137 @@
+"""Streaming multipart/form-data: the file part goes straight into a ContentStager, with the size limit
+enforced as bytes arrive; small text fields are collected with bounds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+
+from repository.content import ContentStager, StagedContent
+from repository.errors import ContentTooLargeError, InvalidInputError
+
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 20
+FLUSH = 1024 * 1024
+
+
+@dataclass
+class Form:
+    """The text fields of a form and its one file, staged."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    file: StagedContent | None = None
+
+
+class _Collector:
+    def __init__(self, stager: ContentStager, file_field: str) -> None:
+        self.stager = stager
+        self.file_field = file_field
+        self.form = Form()
+        self.filename: str | None = None
+        self.pending = bytearray()
+        self.flushes: list[bytes] = []
+        self._headers: dict[bytes, bytes] = {}
+        self._hname = bytearray()
+        self._hvalue = bytearray()
+        self._name: str | None = None
+        self._is_file = False
+        self._value = bytearray()
+        self.saw_file = False
+
+    def on_part_begin(self) -> None:
+        self._headers, self._name, self._is_file, self._value = {}, None, False, bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._hname += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._hvalue += data[start:end]
+
+    def on_header_end(self) -> None:
+        self._headers[bytes(self._hname).lower()] = bytes(self._hvalue)
+        self._hname, self._hvalue = bytearray(), bytearray()
+
+    def on_headers_finished(self) -> None:
+        _disp, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        self._name = name
+        if name == self.file_field:
+            if self.saw_file:
+                raise InvalidInputError(f"send exactly one {self.file_field!r} part")
+            self.saw_file = self._is_file = True
+            raw = params.get(b"filename")
+            self.filename = raw.decode("utf-8", "replace") if raw is not None else None
+        elif len(self.form.fields) >= MAX_FIELDS:
+            raise InvalidInputError(f"too many form fields (at most {MAX_FIELDS})")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._is_file:
+            self.pending += data[start:end]
+            if len(self.pending) >= FLUSH:
+                self.flushes.append(bytes(self.pending))
+                self.pending = bytearray()
+            return
+        self._value += data[start:end]
+        if len(self._value) > MAX_FIELD_BYTES:
+            raise InvalidInputError(f"form field {self._name!r} is longer than {MAX_FIELD_BYTES} bytes")
+
+    def on_part_end(self) -> None:
+        if self._is_file:
+            if self.pending:
+                self.flushes.append(bytes(self.pending))
+                self.pending = bytearray()
+        elif self._name:
+            try:
+                self.form.fields[self._name] = self._value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInputError(f"form field {self._name!r} is not UTF-8 text") from exc
+
+
+def _write_all(stager: ContentStager, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        stager.write(chunk)
+
+
+async def read_form(request: Request, *, max_bytes: int, tmp_dir, file_field: str = "file",  # noqa: ANN001
+                    require_file: bool = True) -> Form:
+    """Parse the request body as multipart/form-data, staging the file part; 4xx errors for bad input."""
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    if ctype != b"multipart/form-data" or b"boundary" not in params:
+        raise InvalidInputError("send the request as multipart/form-data with a boundary")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + 2 * MAX_FIELD_BYTES * MAX_FIELDS:
+        raise ContentTooLargeError(f"the upload is larger than the limit of {max_bytes} bytes", limit=max_bytes)
+    stager = ContentStager(max_bytes=max_bytes, tmp_dir=tmp_dir)
+    collector = _Collector(stager, file_field)
+    callbacks = {name: getattr(collector, name) for name in (
+        "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",
+        "on_part_data", "on_part_end")}
+    parser = MultipartParser(params[b"boundary"], callbacks)
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if collector.flushes:
+                batch, collector.flushes = collector.flushes, []
+                await run_in_threadpool(_write_all, stager, batch)
+        parser.finalize()
+        if collector.flushes:
+            await run_in_threadpool(_write_all, stager, collector.flushes)
+    except ClientDisconnect:
+        stager.discard()
+        raise
+    except (InvalidInputError, ContentTooLargeError):
+        stager.discard()
+        raise
+    except Exception as exc:  # the parser's own errors are malformed input
+        stager.discard()
+        raise InvalidInputError(f"the multipart body is malformed: {exc}") from exc
+    if not collector.saw_file:
+        stager.discard()
+        if require_file:
+            raise InvalidInputError(f"the form has no {file_field!r} file part", field=file_field)
+        return collector.form
+    collector.form.file = stager.finish(collector.filename)
+    return collector.form

@@ -1,0 +1,54 @@
+"""Garbage collection of blobs no version points at (left by a crash between storing content and commit)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from repository.models import DocumentVersion
+from repository.storage import BlobInfo, BlobStore
+from repository.types import utcnow
+
+
+@dataclass
+class GcReport:
+    """What a collection found and removed."""
+
+    scanned: int = 0
+    orphans: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
+    removed: int = 0
+
+
+def _batches(items: Iterator[BlobInfo], size: int) -> Iterator[list[BlobInfo]]:
+    while batch := list(islice(items, size)):
+        yield batch
+
+
+def collect(session: Session, store: BlobStore, *, min_age: dt.timedelta, dry_run: bool = False) -> GcReport:
+    """Remove blobs older than `min_age` that no version references, and abandoned partial writes."""
+    report = GcReport()
+    cutoff = utcnow() - min_age
+    for batch in _batches(store.list(), 500):
+        report.scanned += len(batch)
+        old = [b for b in batch if b.modified <= cutoff]
+        partial = [b.key for b in old if "/.tmp-" in b.key]
+        keys = [b.key for b in old if "/.tmp-" not in b.key]
+        used = set(session.execute(select(DocumentVersion.blob_key).where(DocumentVersion.blob_key.in_(keys))).scalars())
+        orphans = [k for k in keys if k not in used]
+        report.orphans += orphans
+        report.partial += partial
+        if dry_run:
+            continue
+        for key in orphans:
+            store.delete(key)
+            report.removed += 1
+        for key in partial:
+            store.delete_partial(key)  # type: ignore[attr-defined]
+            report.removed += 1
+    return report
