@@ -136,7 +136,9 @@ class StagedContent:
             self.path = None
 
 
-def stage_stream(chunks: Iterator[bytes] | BinaryIO, *, max_bytes: int, tmp_dir: Path, filename: str | None = None) -> StagedContent:
+def stage_stream(
+    chunks: Iterator[bytes] | BinaryIO, *, max_bytes: int, tmp_dir: Path, filename: str | None = None
+) -> StagedContent:
     """Stage content from an iterator of chunks or a binary file object."""
     stager = ContentStager(max_bytes=max_bytes, tmp_dir=tmp_dir)
     if hasattr(chunks, "read"):

@@ -39,7 +39,8 @@ def collect(session: Session, store: BlobStore, *, min_age: dt.timedelta, dry_ru
         old = [b for b in batch if b.modified <= cutoff]
         partial = [b.key for b in old if "/.tmp-" in b.key]
         keys = [b.key for b in old if "/.tmp-" not in b.key]
-        used = set(session.execute(select(DocumentVersion.blob_key).where(DocumentVersion.blob_key.in_(keys))).scalars())
+        stmt = select(DocumentVersion.blob_key).where(DocumentVersion.blob_key.in_(keys))
+        used = set(session.execute(stmt).scalars())
         orphans = [k for k in keys if k not in used]
         report.orphans += orphans
         report.partial += partial

@@ -114,5 +114,5 @@ class Token(BaseModel):
     """An OAuth2 bearer token."""
 
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 (the OAuth2 token type, not a secret)
     expires_in: int

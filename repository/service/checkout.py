@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from repository import audit, events

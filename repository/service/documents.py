@@ -315,6 +315,8 @@ def get_version(session: Session, *, actor: User, document_id: str, version: str
     return row
 
 
-def read_version(session: Session, *, version: DocumentVersion, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+def read_version(
+    session: Session, *, version: DocumentVersion, start: int = 0, end: int | None = None
+) -> Iterator[bytes]:
     """Stream a version's plaintext (or a byte range of it); read access must already be checked."""
     return vault.read_content(session, get_runtime(), version, start, end)
