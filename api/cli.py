@@ -99,6 +99,31 @@ def users_create(
         _fail(exc.detail)
 
 
+@users_app.command("exists")
+def users_exists(username: str) -> None:
+    """Exit 0 when the user exists, 1 when not (for scripts)."""
+    from sqlalchemy import select
+
+    from repository.models import User
+
+    with transaction() as session:
+        found = session.execute(select(User.id).where(User.username == username)).first()
+    raise typer.Exit(0 if found else 1)
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List staff users and their roles."""
+    from sqlalchemy import select
+
+    from repository.models import User
+
+    with transaction() as session:
+        for user in session.execute(select(User).order_by(User.username)).scalars():
+            state = "" if user.active else " (disabled)"
+            typer.echo(f"{user.username}\t{','.join(user.roles)}{state}")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit hash chain; exit 1 naming the first bad row."""
