@@ -20,7 +20,7 @@ def current_user(token: Annotated[str | None, Depends(oauth2)]) -> User:
     """The user named by the bearer token; 401 without a valid one."""
     if not token:
         raise AuthenticationError("this needs a bearer token; get one from POST /api/v1/auth/token")
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         user = identity.user_from_token(session, token, get_settings())
         session.expunge(user)
     return user

@@ -26,7 +26,7 @@ def idempotent_create(
     request_hash = idempotency.fingerprint(*request)
 
     def _replay() -> JSONResponse | None:
-        with transaction() as session:
+        with transaction(readonly=True) as session:
             found = idempotency.lookup(session, actor_id=user.id, key=key, request_hash=request_hash)
         if found is None:
             return None

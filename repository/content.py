@@ -25,6 +25,17 @@ MEMORY_SPOOL = 1024 * 1024
 HEAD = 8192
 READ = 1024 * 1024
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+MAGIC_WINDOW = 2048
+# The formats a repository sees most, checked before the general (and slower) signature scan.
+_COMMON_MAGIC = (
+    (b"%PDF-", "application/pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
 _OOXML = {
     "word/document.xml": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "xl/workbook.xml": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -70,7 +81,7 @@ class ContentStager:
             fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
             self._file, self._path = os.fdopen(fd, "w+b"), Path(name)
             self._file.write(self._mem)
-            self._mem = bytearray(self._mem[:HEAD])
+            self._mem = bytearray((bytes(self._mem[:HEAD]) + chunk[:HEAD])[:HEAD])
         self._file.write(chunk)
 
     def finish(self, filename: str | None = None) -> StagedContent:
@@ -168,11 +179,12 @@ def detect_media_type(staged: StagedContent, limits: ArchiveLimits) -> str:
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         with staged.open() as f:
             return _inspect_zip(f, limits)
-    if head.startswith(b"%PDF-"):
-        return "application/pdf"
+    for magic, media_type in _COMMON_MAGIC:
+        if head.startswith(magic):
+            return media_type
     if head and not _looks_like_text(head):
         try:
-            return puremagic.magic_string(head)[0].mime_type or "application/octet-stream"
+            return puremagic.magic_string(head[:MAGIC_WINDOW])[0].mime_type or "application/octet-stream"
         except (puremagic.PureError, IndexError, ValueError):
             return "application/octet-stream"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()

@@ -19,6 +19,9 @@ NAMING_CONVENTION = {
 }
 
 
+READONLY = "postroom_readonly"
+
+
 class Base(DeclarativeBase):
     """Declarative base for every Postroom table."""
 
@@ -40,8 +43,10 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
         # BEGIN IMMEDIATE serialises writers at the start of the transaction; a deferred BEGIN would let two
-        # transactions read, then deadlock when both try to upgrade to a write lock.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # transactions read, then deadlock when both try to upgrade to a write lock. Read-only transactions
+        # begin deferred so that, with WAL, they never wait for a writer.
+        readonly = conn.get_execution_options().get(READONLY, False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -69,23 +74,40 @@ def get_engine() -> Engine:
     return engine_for(settings.resolved_database_url)
 
 
-def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
+@lru_cache(maxsize=64)
+def _sessionmaker(engine: Engine, readonly: bool) -> sessionmaker[Session]:
+    bind = engine.execution_options(**{READONLY: True}) if readonly else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def session_factory(engine: Engine | None = None, *, readonly: bool = False) -> sessionmaker[Session]:
     """A sessionmaker bound to the engine (the configured one by default)."""
-    return sessionmaker(bind=engine or get_engine(), expire_on_commit=False)
+    return _sessionmaker(engine or get_engine(), readonly)
 
 
 @contextlib.contextmanager
-def transaction(engine: Engine | None = None) -> Iterator[Session]:
-    """Open a session, commit when the block succeeds, roll back when it raises."""
-    session = session_factory(engine)()
+def transaction(engine: Engine | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """Open a session, commit when the block succeeds, roll back when it raises.
+
+    A `readonly` transaction only reads: on SQLite it does not take the write lock, and it is never committed
+    (closing the session ends it; loaded objects stay readable, detached).
+    """
+    session = session_factory(engine, readonly=readonly)()
     try:
         yield session
-        session.commit()
+        if not readonly:
+            session.commit()
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def clear_caches() -> None:
+    """Forget cached engines and sessionmakers (after a settings change)."""
+    _sessionmaker.cache_clear()
+    engine_for.cache_clear()
 
 
 def is_postgres(session: Session) -> bool:

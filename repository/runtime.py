@@ -35,8 +35,8 @@ def get_runtime() -> Runtime:
 
 def reset() -> None:
     """Forget cached settings, engines and runtime (tests and CLI commands that change configuration)."""
-    from repository.db import engine_for
+    from repository.db import clear_caches
 
     get_settings.cache_clear()
     get_runtime.cache_clear()
-    engine_for.cache_clear()
+    clear_caches()

@@ -28,7 +28,6 @@ def data_key(session: Session, runtime: Runtime, document_id: str, *, create: bo
         key = new_data_key()
         kek_id, wrapped = runtime.keyring.wrap(key, context=_context(document_id))
         session.add(DataKey(document_id=document_id, kek_id=kek_id, wrapped_key=wrapped))
-        session.flush()
         return key
     if row.wrapped_key is None:
         raise IntegrityError(f"the data key of document {document_id} was destroyed; its content is unreadable")
@@ -49,12 +48,12 @@ def read_content(
 ) -> Iterator[bytes]:
     """Stream the plaintext of a version, or the byte range [start, end) of it."""
     dek = data_key(session, runtime, version.document_id)
-    store = runtime.store
+    store, key, size = runtime.store, version.blob_key, version.size
 
     def read(offset: int, length: int | None) -> Iterator[bytes]:
-        return store.open(version.blob_key, offset, length)
+        return store.open(key, offset, length)
 
-    return decrypt_range(dek, read, version.size, start, end)
+    return decrypt_range(dek, read, size, start, end)
 
 
 def rotate_keys(session: Session, runtime: Runtime) -> tuple[str, int]:

@@ -34,7 +34,7 @@ def list_audit(
         stmt = stmt.where(AuditEntry.actor == actor)
     if action:
         stmt = stmt.where(AuditEntry.action == action)
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         rows = list(session.execute(stmt).scalars())
     more = len(rows) > limit
     rows = rows[:limit]

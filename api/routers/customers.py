@@ -38,12 +38,12 @@ def create(body: CustomerIn, user: CurrentUser,
 def search(user: CurrentUser, q: Annotated[str | None, Query(max_length=200)] = None,
            limit: Annotated[int, Query(ge=1, le=200)] = 50) -> list[CustomerOut]:
     """Find customers by external reference or name."""
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         return [customer_out(c) for c in service.search_customers(session, q=q, limit=limit)]
 
 
 @router.get("/{customer_id}", response_model=CustomerOut)
 def get(customer_id: str, user: CurrentUser) -> CustomerOut:
     """One customer."""
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         return customer_out(service.get_customer(session, customer_id=customer_id))

@@ -27,7 +27,7 @@ def type_out(t: DocumentType) -> DocumentTypeOut:
 @router.get("", response_model=list[DocumentTypeOut])
 def list_types(user: CurrentUser) -> list[DocumentTypeOut]:
     """Every document type."""
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         return [type_out(t) for t in service.list_types(session)]
 
 

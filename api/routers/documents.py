@@ -126,7 +126,7 @@ def list_documents(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict:
     """Documents the caller may read, newest first; follow `next_cursor` for more."""
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         page = service.list_documents(session, actor=user, document_type=document_type, customer_id=customer_id,
                                       trashed=trashed, cursor=cursor, limit=limit)
         items = [document_out(session, d).model_dump(mode="json") for d in page.items]
@@ -136,7 +136,7 @@ def list_documents(
 @router.get("/{document_id}", response_model=DocumentOut)
 def get_document(document_id: str, user: CurrentUser, response: Response) -> DocumentOut:
     """A document's metadata and state, with an ETag for PATCH."""
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         doc = service.get_document(session, actor=user, document_id=document_id)
         response.headers["ETag"] = etag(doc)
         return document_out(session, doc)
@@ -177,7 +177,7 @@ def restore_document(document_id: str, user: CurrentUser) -> DocumentOut:
 @router.get("/{document_id}/versions", response_model=list[VersionOut])
 def versions(document_id: str, user: CurrentUser) -> list[VersionOut]:
     """The version history, oldest first."""
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         return [version_out(session, v) for v in service.list_versions(session, actor=user, document_id=document_id)]
 
 
@@ -210,7 +210,7 @@ def content(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The content of the current version (or `?version=`), streamed; supports Range and If-None-Match."""
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         v = service.get_version(session, actor=user, document_id=document_id, version=version)
         tag = f'"{v.sha256}"'
         headers = {

@@ -24,7 +24,7 @@ def readyz() -> Response:
     """The database and the blob store answer."""
     checks: dict[str, str] = {}
     try:
-        with transaction() as session:
+        with transaction(readonly=True) as session:
             session.execute(text("SELECT 1"))
         checks["database"] = "ok"
     except Exception as exc:  # report, don't raise: this is the health answer

@@ -27,7 +27,7 @@ from repository.errors import (
 from repository.models import Customer, Document, DocumentType, DocumentVersion, User
 from repository.runtime import get_runtime
 from repository.service.document_types import get_type, media_type_allowed
-from repository.types import utcnow
+from repository.types import new_id, utcnow
 
 ACTIVE, TRASHED = "active", "trashed"
 _LABEL = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
@@ -115,6 +115,7 @@ def create_document(
         raise InvalidInputError(f"customer {customer_id} does not exist", field="customer_id")
     media_type = _checked_media_type(content, doc_type, runtime)
     document = Document(
+        id=new_id(),
         title=title,
         document_type_id=doc_type.id,
         customer_id=customer_id,
@@ -122,7 +123,6 @@ def create_document(
         created_by=actor.id,
     )
     session.add(document)
-    session.flush()
     version = _add_version(session, document, actor, content, media_type, 1, 0, comment)
     audit.record(session, actor=actor.username, action="document.created", object_type="document",
                  object_id=document.id, details={"title": title, "document_type": document_type,
@@ -154,7 +154,6 @@ def _add_version(
         comment=(comment or "")[:2000],
     )
     session.add(version)
-    session.flush()
     return version
 
 

@@ -29,17 +29,19 @@ class FileBlobStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
+        # Flat shards (256 directories) keep a write to one file fsync plus one directory fsync.
         doc, digest = check_key(key).split("/")
-        return self.root / doc[:2] / doc / digest
+        return self.root / doc[:2] / f"{doc}.{digest}"
 
     def put(self, key: str, chunks: Iterable[bytes]) -> bool:
         """Write to a temp file beside the target, fsync, rename into place, fsync the directory."""
         path = self._path(key)
         if path.exists():
             return False
-        created_dirs = not path.parent.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+        created_dir = not path.parent.exists()
+        if created_dir:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name[:36]}-", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
@@ -51,8 +53,7 @@ class FileBlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_dir(path.parent)
-        if created_dirs:
-            _fsync_dir(path.parent.parent)
+        if created_dir:
             _fsync_dir(self.root)
         return True
 
@@ -81,31 +82,29 @@ class FileBlobStore:
         return self._path(key).exists()
 
     def delete(self, key: str) -> None:
-        """Unlink the file and, if now empty, its directory."""
-        path = self._path(key)
-        path.unlink(missing_ok=True)
-        try:
-            path.parent.rmdir()
-        except OSError:
-            pass
+        """Unlink the file."""
+        self._path(key).unlink(missing_ok=True)
 
     def list(self) -> Iterator[BlobInfo]:
-        """Walk the tree; partial writes are listed under their temp names with a `.tmp-` marker."""
-        for dirpath, _dirs, files in os.walk(self.root):
-            for name in files:
-                full = Path(dirpath) / name
+        """Every blob as `<document id>/<sha256>`; partial writes as `<document id>/.tmp-...`."""
+        for shard in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for entry in os.scandir(shard):
                 try:
-                    st = full.stat()
+                    st = entry.stat()
                 except FileNotFoundError:
                     continue
-                rel = full.relative_to(self.root).parts
-                key = f"{rel[1]}/{name}" if len(rel) == 3 else str(full.relative_to(self.root))
-                yield BlobInfo(key, st.st_size, dt.datetime.fromtimestamp(st.st_mtime, dt.UTC))
+                modified = dt.datetime.fromtimestamp(st.st_mtime, dt.UTC)
+                if entry.name.startswith(_TMP_PREFIX):
+                    doc = entry.name[len(_TMP_PREFIX) : len(_TMP_PREFIX) + 36]
+                    yield BlobInfo(f"{doc}/{entry.name}", st.st_size, modified)
+                else:
+                    doc, _, digest = entry.name.partition(".")
+                    yield BlobInfo(f"{doc}/{digest}", st.st_size, modified)
 
     def delete_partial(self, key: str) -> None:
         """Remove a leftover temp file named by `list()` (`<document id>/.tmp-...`)."""
         doc, _, name = key.partition("/")
         check_key(f"{doc}/{'0' * 64}")
-        if not name.startswith(_TMP_PREFIX) or "/" in name:
+        if not name.startswith(_TMP_PREFIX) or "/" in name or not name.startswith(f"{_TMP_PREFIX}{doc}"):
             raise ValueError(f"not a partial write: {key!r}")
-        (self.root / doc[:2] / doc / name).unlink(missing_ok=True)
+        (self.root / doc[:2] / name).unlink(missing_ok=True)
