@@ -96,7 +96,9 @@ def install_error_handlers(app: FastAPI) -> None:
         public = {k: v for k, v in exc.extra.items() if k not in ("actor", "object_type", "object_id", "attempted")}
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         title = "Not found" if isinstance(exc, AccessDeniedError) else exc.title
-        return problem(status, title, exc.detail, type_=f"urn:postroom:problem:{_slug(exc)}",
+        # A denied read must be indistinguishable from a missing object, down to the problem type.
+        slug = "not-found" if isinstance(exc, AccessDeniedError) else _slug(exc)
+        return problem(status, title, exc.detail, type_=f"urn:postroom:problem:{slug}",
                        instance=request.url.path, headers=headers, **public)
 
     @app.exception_handler(RequestValidationError)

@@ -9,7 +9,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
-from repository.content import ContentStager, StagedContent
+from repository.content import ContentStager, Sealer, StagedContent
 from repository.errors import ContentTooLargeError, InvalidInputError
 
 MAX_FIELD_BYTES = 64 * 1024
@@ -96,15 +96,21 @@ def _write_all(stager: ContentStager, chunks: list[bytes]) -> None:
 
 
 async def read_form(request: Request, *, max_bytes: int, tmp_dir, file_field: str = "file",  # noqa: ANN001
-                    require_file: bool = True) -> Form:
-    """Parse the request body as multipart/form-data, staging the file part; 4xx errors for bad input."""
+                    require_file: bool = True, sealer: Sealer | None = None) -> Form:
+    """Parse the request body as multipart/form-data, staging the file part (encrypted on arrival when a
+    sealer is given; it is aborted on any failure); 4xx errors for bad input."""
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
-    if ctype != b"multipart/form-data" or b"boundary" not in params:
-        raise InvalidInputError("send the request as multipart/form-data with a boundary")
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + 2 * MAX_FIELD_BYTES * MAX_FIELDS:
-        raise ContentTooLargeError(f"the upload is larger than the limit of {max_bytes} bytes", limit=max_bytes)
-    stager = ContentStager(max_bytes=max_bytes, tmp_dir=tmp_dir)
+    problem: Exception | None = None
+    if ctype != b"multipart/form-data" or b"boundary" not in params:
+        problem = InvalidInputError("send the request as multipart/form-data with a boundary")
+    elif declared and declared.isdigit() and int(declared) > max_bytes + 2 * MAX_FIELD_BYTES * MAX_FIELDS:
+        problem = ContentTooLargeError(f"the upload is larger than the limit of {max_bytes} bytes", limit=max_bytes)
+    if problem is not None:
+        if sealer is not None:
+            sealer.abort()
+        raise problem
+    stager = ContentStager(max_bytes=max_bytes, tmp_dir=tmp_dir, sealer=sealer)
     collector = _Collector(stager, file_field)
     callbacks = {name: getattr(collector, name) for name in (
         "on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished",

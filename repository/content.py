@@ -7,6 +7,7 @@ before anything is stored.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import tempfile
@@ -15,7 +16,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 import puremagic
 
@@ -52,14 +53,28 @@ class ArchiveLimits:
     max_ratio: float
 
 
-class ContentStager:
-    """Accumulates an upload chunk by chunk: SHA-256, size (with a limit), the first bytes, a spool."""
+class Sealer(Protocol):
+    """Encrypts content into the blob store as it arrives (see repository.vault.Sealer)."""
 
-    def __init__(self, *, max_bytes: int, tmp_dir: Path) -> None:
+    document_id: str
+
+    def write(self, chunk: bytes) -> None: ...
+    def close(self) -> None: ...
+    def read_plain(self, size: int, start: int = 0, end: int | None = None) -> Iterator[bytes]: ...
+    def abort(self) -> None: ...
+
+
+class ContentStager:
+    """Accumulates an upload chunk by chunk: SHA-256, size (with a limit), the first bytes, and either a
+    plaintext spool or, given a sealer, the encrypted blob itself (so large content is written once)."""
+
+    def __init__(self, *, max_bytes: int, tmp_dir: Path, sealer: Sealer | None = None) -> None:
         self.max_bytes = max_bytes
         self.tmp_dir = Path(tmp_dir)
+        self.sealer = sealer
         self._hash = hashlib.sha256()
-        self._mem = bytearray()
+        self._mem: bytearray | None = bytearray()
+        self._head = b""
         self._file: BinaryIO | None = None
         self._path: Path | None = None
         self.size = 0
@@ -73,33 +88,40 @@ class ContentStager:
                 f"the upload is larger than the limit of {self.max_bytes} bytes", limit=self.max_bytes
             )
         self._hash.update(chunk)
-        if self._file is None and len(self._mem) + len(chunk) <= MEMORY_SPOOL:
+        if len(self._head) < HEAD:
+            self._head += chunk[: HEAD - len(self._head)]
+        if self.sealer is not None:
+            self.sealer.write(chunk)
+        if self._mem is not None and len(self._mem) + len(chunk) <= MEMORY_SPOOL:
             self._mem += chunk
+            return
+        if self.sealer is not None:
+            self._mem = None  # the sealed blob holds it; keep no plaintext copy
             return
         if self._file is None:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
             fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
             self._file, self._path = os.fdopen(fd, "w+b"), Path(name)
-            self._file.write(self._mem)
-            self._mem = bytearray((bytes(self._mem[:HEAD]) + chunk[:HEAD])[:HEAD])
+            self._file.write(self._mem or b"")
+            self._mem = None
         self._file.write(chunk)
 
     def finish(self, filename: str | None = None) -> StagedContent:
-        """Close the spool and return the staged content, its media type detected from its bytes."""
-        if self._file is not None:
-            self._file.flush()
-        staged = StagedContent(
-            sha256=self._hash.hexdigest(),
-            size=self.size,
-            filename=safe_filename(filename),
-            head=bytes(self._mem[:HEAD]),
-            memory=bytes(self._mem) if self._file is None else None,
-            path=self._path,
-        )
+        """Close the spool (or seal the blob) and return the staged content."""
         if self._file is not None:
             self._file.close()
             self._file = None
-        return staged
+        if self.sealer is not None:
+            self.sealer.close()
+        return StagedContent(
+            sha256=self._hash.hexdigest(),
+            size=self.size,
+            filename=safe_filename(filename),
+            head=self._head,
+            memory=bytes(self._mem) if self._mem is not None else None,
+            path=self._path,
+            sealer=self.sealer,
+        )
 
     def discard(self) -> None:
         """Drop whatever was received."""
@@ -109,7 +131,39 @@ class ContentStager:
         if self._path is not None:
             self._path.unlink(missing_ok=True)
             self._path = None
+        if self.sealer is not None:
+            self.sealer.abort()
         self._mem = bytearray()
+
+
+class _SealedReader(io.RawIOBase):
+    """A seekable plaintext view of a sealed blob, decrypting only the segments read."""
+
+    def __init__(self, sealer: Sealer, size: int) -> None:
+        self._sealer, self._size, self._pos = sealer, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer) -> int:  # noqa: ANN001
+        end = min(self._size, self._pos + len(buffer))
+        if end <= self._pos:
+            return 0
+        data = b"".join(self._sealer.read_plain(self._size, self._pos, end))
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 @dataclass
@@ -122,12 +176,21 @@ class StagedContent:
     head: bytes
     memory: bytes | None
     path: Path | None
+    sealer: Sealer | None = None
+
+    @property
+    def document_id(self) -> str | None:
+        """The document the content was sealed for, if it was encrypted on arrival."""
+        return self.sealer.document_id if self.sealer is not None else None
 
     def chunks(self, size: int = READ) -> Iterator[bytes]:
-        """Stream the staged bytes."""
+        """Stream the staged plaintext."""
         if self.memory is not None:
             for i in range(0, len(self.memory), size):
                 yield self.memory[i : i + size]
+            return
+        if self.sealer is not None:
+            yield from self.sealer.read_plain(self.size)
             return
         assert self.path is not None
         with self.path.open("rb") as f:
@@ -135,16 +198,20 @@ class StagedContent:
                 yield chunk
 
     def open(self) -> BinaryIO:
-        """A seekable file object over the staged bytes."""
-        import io
-
-        return io.BytesIO(self.memory) if self.memory is not None else self.path.open("rb")  # type: ignore[union-attr]
+        """A seekable file object over the staged plaintext."""
+        if self.memory is not None:
+            return io.BytesIO(self.memory)
+        if self.sealer is not None:
+            return io.BufferedReader(_SealedReader(self.sealer, self.size), buffer_size=256 * 1024)  # type: ignore[return-value]
+        return self.path.open("rb")  # type: ignore[union-attr]
 
     def release(self) -> None:
-        """Delete the spool file, if any."""
+        """Delete the spool file, and an uncommitted sealed blob, if any."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
             self.path = None
+        if self.sealer is not None:
+            self.sealer.abort()
 
 
 def stage_stream(

@@ -116,22 +116,49 @@ class _Header:
         return self.prefix + struct.pack(">I", index) + (b"\x01" if last else b"\x00")
 
 
+class SegmentEncryptor:
+    """Push-style encryption: `update()` returns the ciphertext of every segment completed so far."""
+
+    def __init__(self, data_key: bytes, segment: int = SEGMENT) -> None:
+        self._header = _Header(segment, os.urandom(_SALT), os.urandom(_PREFIX))
+        self.header = self._header.pack()
+        self._aead = self._header.cipher(data_key)
+        self._segment = segment
+        self._buf = bytearray()
+        self._index = 0
+
+    def _seal(self, plain: bytes | memoryview, last: bool) -> bytes:
+        out = self._aead.encrypt(self._header.nonce(self._index, last), bytes(plain), self.header)
+        self._index += 1
+        return out
+
+    def update(self, chunk: bytes) -> list[bytes]:
+        """Add plaintext; returns sealed segments (at least one byte is held back for the final segment)."""
+        self._buf += chunk
+        out: list[bytes] = []
+        if len(self._buf) <= self._segment:
+            return out
+        view = memoryview(self._buf)
+        done = 0
+        while len(self._buf) - done > self._segment:
+            out.append(self._seal(view[done : done + self._segment], False))
+            done += self._segment
+        view.release()
+        del self._buf[:done]
+        return out
+
+    def finalize(self) -> bytes:
+        """Seal the final segment (possibly empty)."""
+        return self._seal(bytes(self._buf), True)
+
+
 def encrypt_stream(data_key: bytes, chunks: Iterable[bytes], segment: int = SEGMENT) -> Iterator[bytes]:
     """Encrypt a stream of plaintext chunks; yields the header, then one ciphertext segment at a time."""
-    header = _Header(segment, os.urandom(_SALT), os.urandom(_PREFIX))
-    aad = header.pack()
-    aead = header.cipher(data_key)
-    yield aad
-    buf = bytearray()
-    index = 0
+    enc = SegmentEncryptor(data_key, segment)
+    yield enc.header
     for chunk in chunks:
-        buf += chunk
-        # Keep at least one byte back so the final segment is always known when it is sealed.
-        while len(buf) > segment:
-            yield aead.encrypt(header.nonce(index, False), bytes(buf[:segment]), aad)
-            del buf[:segment]
-            index += 1
-    yield aead.encrypt(header.nonce(index, True), bytes(buf), aad)
+        yield from enc.update(chunk)
+    yield enc.finalize()
 
 
 def encrypted_size(plain_size: int, segment: int = SEGMENT) -> int:

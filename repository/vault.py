@@ -8,11 +8,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from repository.content import StagedContent
-from repository.crypto import decrypt_range, encrypt_stream, new_data_key
+from repository.crypto import SegmentEncryptor, decrypt_range, encrypt_stream, new_data_key
 from repository.errors import IntegrityError
 from repository.models import DataKey, DocumentVersion
 from repository.runtime import Runtime
 from repository.storage import blob_key
+from repository.types import new_id
 
 
 def _context(document_id: str) -> str:
@@ -34,9 +35,62 @@ def data_key(session: Session, runtime: Runtime, document_id: str, *, create: bo
     return runtime.keyring.unwrap(row.kek_id, row.wrapped_key, context=_context(document_id))
 
 
+class Sealer:
+    """Encrypts an upload into its document's blob store as it arrives, so content is written once."""
+
+    def __init__(self, runtime: Runtime, document_id: str, dek: bytes, *, new_key: bool) -> None:
+        self.document_id = document_id
+        self.new_key = new_key
+        self._dek = dek
+        self._writer = runtime.store.begin(document_id)
+        self._enc = SegmentEncryptor(dek)
+        self._writer.write(self._enc.header)
+
+    def write(self, chunk: bytes) -> None:
+        """Encrypt and append plaintext."""
+        for segment in self._enc.update(chunk):
+            self._writer.write(segment)
+
+    def close(self) -> None:
+        """Seal the final segment."""
+        self._writer.write(self._enc.finalize())
+
+    def read_plain(self, size: int, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Decrypt what was sealed (for checks before it is committed)."""
+        return decrypt_range(self._dek, self._writer.read, size, start, end)
+
+    def wrapped(self, runtime: Runtime) -> DataKey:
+        """The data-key row for a new document's key."""
+        kek_id, wrapped = runtime.keyring.wrap(self._dek, context=_context(self.document_id))
+        return DataKey(document_id=self.document_id, kek_id=kek_id, wrapped_key=wrapped)
+
+    def commit(self, key: str) -> None:
+        """Make the sealed blob durable under its content key."""
+        self._writer.commit(key)
+
+    def abort(self) -> None:
+        """Drop the sealed blob unless it was committed."""
+        self._writer.abort()
+
+
+def open_sealer(session: Session, runtime: Runtime, *, document_id: str | None) -> Sealer:
+    """A sealer for a new document (fresh id and data key) or for a new version of an existing one."""
+    if document_id is None:
+        return Sealer(runtime, new_id(), new_data_key(), new_key=True)
+    return Sealer(runtime, document_id, data_key(session, runtime, document_id), new_key=False)
+
+
 def store_content(session: Session, runtime: Runtime, *, document_id: str, staged: StagedContent) -> str:
     """Encrypt staged content into the blob store under the document's key; returns the blob key."""
     key = blob_key(document_id, staged.sha256)
+    sealer = staged.sealer
+    if isinstance(sealer, Sealer):
+        if sealer.document_id != document_id:
+            raise ValueError("content was sealed for another document")
+        if sealer.new_key and session.get(DataKey, document_id) is None:
+            session.add(sealer.wrapped(runtime))
+        sealer.commit(key)
+        return key
     if not runtime.store.exists(key):
         dek = data_key(session, runtime, document_id, create=True)
         runtime.store.put(key, encrypt_stream(dek, staged.chunks()))

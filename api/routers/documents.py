@@ -88,12 +88,19 @@ async def upload(request: Request, user: CurrentUser,
                  idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
     """Upload a new document (multipart: file, title, document_type, customer_id?, metadata?)."""
     settings = get_settings()
-    form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir)
+    sealer = await run_in_threadpool(_prepare_upload, user, None)
+    form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir, sealer=sealer)
     staged = form.file
     try:
         return await run_in_threadpool(_create, user, form.fields, staged, idempotency_key)
     finally:
         staged.release()
+
+
+def _prepare_upload(user: User, document_id: str | None):  # noqa: ANN202
+    """Check that the caller may upload here and open an encrypting sink for the content."""
+    with transaction(readonly=True) as session:
+        return service.prepare_upload(session, actor=user, document_id=document_id)
 
 
 def _create(user: User, fields: dict[str, str], staged: StagedContent, key: str | None) -> JSONResponse:
@@ -264,7 +271,8 @@ def cancel_checkout(document_id: str, user: CurrentUser,
 async def checkin(document_id: str, request: Request, user: CurrentUser) -> VersionOut:
     """Check in new content as the next version (multipart: file, major?, comment?)."""
     settings = get_settings()
-    form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir)
+    sealer = await run_in_threadpool(_prepare_upload, user, document_id)
+    form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir, sealer=sealer)
     staged = form.file
     try:
         return await run_in_threadpool(_checkin, document_id, user, form.fields, staged)

@@ -1,6 +1,6 @@
 """The repository's service functions: keyword-only, session first, never committing."""
 
-from repository.service.checkout import cancel_checkout, checkin, checkout
+from repository.service.checkout import cancel_checkout, checkin, checkout, prepare_upload
 from repository.service.customers import create_customer, get_customer, search_customers
 from repository.service.document_types import create_type, get_type, list_types
 from repository.service.documents import (
@@ -31,6 +31,7 @@ __all__ = [
     "list_documents",
     "list_types",
     "list_versions",
+    "prepare_upload",
     "read_version",
     "restore_document",
     "search_customers",

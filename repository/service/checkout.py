@@ -7,12 +7,13 @@ import datetime as dt
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
-from repository import audit, events
+from repository import audit, events, vault
 from repository.access import ADMIN, deny_write
 from repository.config import get_settings
 from repository.content import StagedContent
 from repository.errors import DocumentLockedError, InvalidInputError, NotCheckedOutError
 from repository.models import Document, DocumentVersion, User
+from repository.runtime import get_runtime
 from repository.service.documents import add_version, lock_holder, writable_document
 from repository.types import utcnow
 
@@ -20,6 +21,30 @@ from repository.types import utcnow
 def _holder_name(session: Session, user_id: str) -> str:
     user = session.get(User, user_id)
     return user.username if user else user_id
+
+
+def _not_holder(session: Session, document: Document, actor: User, now: dt.datetime) -> NotCheckedOutError:
+    holder = lock_holder(document, now)
+    if holder and holder != actor.id:
+        return NotCheckedOutError(
+            f"document {document.id} is checked out by {_holder_name(session, holder)}, not by you"
+        )
+    if document.checked_out_by == actor.id:
+        return NotCheckedOutError(f"your check-out of document {document.id} expired; check it out again")
+    return NotCheckedOutError(f"you have not checked out document {document.id}; check it out first")
+
+
+def prepare_upload(session: Session, *, actor: User, document_id: str | None = None) -> vault.Sealer:
+    """Get ready to receive content: for a new document (fresh id), or for a check-in by the lock holder,
+    refused before any byte is received when the caller may not check in."""
+    runtime = get_runtime()
+    if document_id is None:
+        return vault.open_sealer(session, runtime, document_id=None)
+    document = writable_document(session, actor=actor, document_id=document_id, what="check in this document")
+    now = utcnow()
+    if lock_holder(document, now) != actor.id:
+        raise _not_holder(session, document, actor, now)
+    return vault.open_sealer(session, runtime, document_id=document_id)
 
 
 def checkout(session: Session, *, actor: User, document_id: str) -> Document:
@@ -77,14 +102,7 @@ def checkin(
     )
     if released.rowcount != 1:
         session.refresh(document)
-        holder = lock_holder(document, now)
-        if holder and holder != actor.id:
-            raise NotCheckedOutError(
-                f"document {document_id} is checked out by {_holder_name(session, holder)}, not by you"
-            )
-        if document.checked_out_by == actor.id:
-            raise NotCheckedOutError(f"your check-out of document {document_id} expired; check it out again")
-        raise NotCheckedOutError(f"you have not checked out document {document_id}; check it out first")
+        raise _not_holder(session, document, actor, now)
     session.refresh(document)
     version = add_version(session, document=document, actor=actor, content=content, major=major, comment=comment)
     audit.record(session, actor=actor.username, action="document.checked_in", object_type="document",

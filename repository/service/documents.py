@@ -115,7 +115,7 @@ def create_document(
         raise InvalidInputError(f"customer {customer_id} does not exist", field="customer_id")
     media_type = _checked_media_type(content, doc_type, runtime)
     document = Document(
-        id=new_id(),
+        id=content.document_id or new_id(),
         title=title,
         document_type_id=doc_type.id,
         customer_id=customer_id,

@@ -23,8 +23,27 @@ class BlobInfo:
     modified: dt.datetime
 
 
+class BlobWriter(Protocol):
+    """A blob being written whose key is only known at the end (content addressing)."""
+
+    def write(self, data: bytes) -> None:
+        """Append bytes."""
+
+    def read(self, offset: int, length: int | None) -> Iterator[bytes]:
+        """Stream back bytes written so far."""
+
+    def commit(self, key: str) -> bool:
+        """Make the blob durable under key; False (and the bytes dropped) when the key already exists."""
+
+    def abort(self) -> None:
+        """Drop what was written; no effect after commit."""
+
+
 class BlobStore(Protocol):
     """Content storage addressed by key; every method streams."""
+
+    def begin(self, document_id: str) -> BlobWriter:
+        """Start writing a blob of this document whose key is decided at commit."""
 
     def put(self, key: str, chunks: Iterable[bytes]) -> bool:
         """Store the chunks under key durably; False (and nothing written) when the key already exists."""
@@ -66,6 +85,7 @@ def make_blob_store(settings: Settings) -> BlobStore:
             secret_key=settings.s3_secret_key.get_secret_value(),
             secure=settings.s3_secure,
             region=settings.s3_region,
+            spool_dir=settings.tmp_dir,
         )
     from repository.storage._filesystem import FileBlobStore
 

@@ -21,6 +21,45 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _FileWriter:
+    """A temp file in the target shard; commit is fsync, rename, fsync of the directory."""
+
+    def __init__(self, store: FileBlobStore, document_id: str) -> None:
+        self.store = store
+        self.shard = store.shard_dir(document_id)
+        fd, name = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{document_id}-", dir=self.shard)
+        self.path = Path(name)
+        self.file = os.fdopen(fd, "w+b")
+        self.done = False
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def read(self, offset: int, length: int | None) -> Iterator[bytes]:
+        self.file.flush()
+        return FileBlobStore._read(self.path, offset, length)
+
+    def commit(self, key: str) -> bool:
+        path = self.store._path(key)
+        if path.exists():
+            self.abort()
+            return False
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.path, path)
+        self.done = True
+        _fsync_dir(self.shard)
+        return True
+
+    def abort(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
 class FileBlobStore:
     """Blobs as files under a root directory, sharded by the first two characters of the document id."""
 
@@ -33,29 +72,31 @@ class FileBlobStore:
         doc, digest = check_key(key).split("/")
         return self.root / doc[:2] / f"{doc}.{digest}"
 
+    def shard_dir(self, document_id: str) -> Path:
+        """The directory holding a document's blobs, created (durably) on first use."""
+        shard = self.root / document_id[:2]
+        if not shard.exists():
+            shard.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(self.root)
+        return shard
+
+    def begin(self, document_id: str) -> _FileWriter:
+        """Start a blob whose key is decided at commit."""
+        check_key(f"{document_id}/{'0' * 64}")
+        return _FileWriter(self, document_id)
+
     def put(self, key: str, chunks: Iterable[bytes]) -> bool:
         """Write to a temp file beside the target, fsync, rename into place, fsync the directory."""
-        path = self._path(key)
-        if path.exists():
+        if self._path(key).exists():
             return False
-        created_dir = not path.parent.exists()
-        if created_dir:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{path.name[:36]}-", dir=path.parent)
+        writer = self.begin(key.split("/")[0])
         try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, path)
+            for chunk in chunks:
+                writer.write(chunk)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            writer.abort()
             raise
-        _fsync_dir(path.parent)
-        if created_dir:
-            _fsync_dir(self.root)
-        return True
+        return writer.commit(key)
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Stream the file from offset."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from minio import Minio
 from minio.error import S3Error
@@ -35,6 +38,55 @@ class _ChunkReader(io.RawIOBase):
         return out
 
 
+class _S3Writer:
+    """Spools the (already encrypted) bytes to a local temp file, uploaded under the key at commit."""
+
+    def __init__(self, store: S3BlobStore) -> None:
+        self.store = store
+        self.file = tempfile.TemporaryFile(dir=store.spool_dir)
+        self.size = 0
+        self.done = False
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+        self.size += len(data)
+
+    def read(self, offset: int, length: int | None) -> Iterator[bytes]:
+        self.file.flush()
+        fd = os.dup(self.file.fileno())
+        return _read_fd(fd, offset, length)
+
+    def commit(self, key: str) -> bool:
+        check_key(key)
+        if self.store.exists(key):
+            self.abort()
+            return False
+        self.file.flush()
+        self.file.seek(0)
+        self.store.client.put_object(self.store.bucket, key, self.file, length=self.size, part_size=PART_SIZE)
+        self.done = True
+        self.file.close()
+        return True
+
+    def abort(self) -> None:
+        if not self.done:
+            self.done = True
+            self.file.close()
+
+
+def _read_fd(fd: int, offset: int, length: int | None) -> Iterator[bytes]:
+    with os.fdopen(fd, "rb") as f:
+        f.seek(offset)
+        remaining = length
+        while remaining is None or remaining > 0:
+            chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
 class S3BlobStore:
     """Blobs as objects in one bucket."""
 
@@ -47,11 +99,20 @@ class S3BlobStore:
         secret_key: str,
         secure: bool = False,
         region: str | None = None,
+        spool_dir: Path | None = None,
     ) -> None:
+        self.spool_dir = spool_dir
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
         self.bucket = bucket
         if not self.client.bucket_exists(bucket):
             self.client.make_bucket(bucket)
+
+    def begin(self, document_id: str) -> _S3Writer:
+        """Start a blob whose key is decided at commit."""
+        check_key(f"{document_id}/{'0' * 64}")
+        if self.spool_dir is not None:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+        return _S3Writer(self)
 
     def put(self, key: str, chunks: Iterable[bytes]) -> bool:
         """Upload in parts of 16 MiB; the object appears only when the upload completes."""
