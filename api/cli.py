@@ -201,13 +201,15 @@ def gc(
     dry_run: bool = False,
 ) -> None:
     """Remove stored blobs that no version references."""
-    from repository.gc import collect
+    from repository.gc import collect, collect_scratch
 
-    with transaction() as session:
-        report = collect(session, get_runtime().store, min_age=dt.timedelta(seconds=min_age_seconds), dry_run=dry_run)
+    runtime = get_runtime()
+    min_age = dt.timedelta(seconds=min_age_seconds)
+    report = collect(runtime.store, min_age=min_age, dry_run=dry_run)
+    scratch = collect_scratch(runtime.settings.tmp_dir, min_age=min_age, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     console.print(f"scanned {report.scanned} blobs; {verb} {len(report.orphans)} orphaned and "
-                  f"{len(report.partial)} partial")
+                  f"{len(report.partial)} partial blobs, and {scratch} abandoned upload spool files")
 
 
 if __name__ == "__main__":

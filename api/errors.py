@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError as SQLDataError
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -123,6 +124,13 @@ def install_error_handlers(app: FastAPI) -> None:
         log.info("constraint violation on %s: %s", request.url.path, exc.orig)
         return problem(409, "Conflict", "the change conflicts with existing data (it may have been made already); "
                        "fetch the current state and retry", instance=request.url.path)
+
+    @app.exception_handler(SQLDataError)
+    async def _unstorable(request: Request, exc: SQLDataError) -> JSONResponse:
+        # PostgreSQL refuses some values SQLite takes (NUL characters in text, NaN in JSON): that is bad input.
+        log.info("value refused by the database on %s: %s", request.url.path, exc.orig)
+        return problem(422, "Invalid input", "a value in the request cannot be stored (text must not contain NUL "
+                       "characters; JSON numbers must be finite); correct it and retry", instance=request.url.path)
 
     @app.exception_handler(OperationalError)
     async def _unavailable(request: Request, exc: OperationalError) -> JSONResponse:

@@ -88,6 +88,8 @@ class _Collector:
                 self.form.fields[self._name] = self._value.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise InvalidInputError(f"form field {self._name!r} is not UTF-8 text") from exc
+            if "\x00" in self.form.fields[self._name]:
+                raise InvalidInputError(f"form field {self._name!r} contains a NUL character", field=self._name)
 
 
 def _write_all(stager: ContentStager, chunks: list[bytes]) -> None:

@@ -23,6 +23,7 @@ import puremagic
 from repository.errors import ContentTooLargeError, UnsafeContentError
 
 MEMORY_SPOOL = 1024 * 1024
+SPOOL_PREFIX = "upload-"
 HEAD = 8192
 READ = 1024 * 1024
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
@@ -100,7 +101,7 @@ class ContentStager:
             return
         if self._file is None:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="upload-")
+            fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix=SPOOL_PREFIX)
             self._file, self._path = os.fdopen(fd, "w+b"), Path(name)
             self._file.write(self._mem or b"")
             self._mem = None

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from repository.content import SPOOL_PREFIX
+from repository.db import transaction
 from repository.models import DocumentVersion
 from repository.storage import BlobInfo, BlobStore
 from repository.types import utcnow
@@ -30,8 +33,26 @@ def _batches(items: Iterator[BlobInfo], size: int) -> Iterator[list[BlobInfo]]:
         yield batch
 
 
-def collect(session: Session, store: BlobStore, *, min_age: dt.timedelta, dry_run: bool = False) -> GcReport:
-    """Remove blobs older than `min_age` that no version references, and abandoned partial writes."""
+def collect_scratch(tmp_dir: Path, *, min_age: dt.timedelta, dry_run: bool = False) -> int:
+    """Remove upload spool files older than `min_age` left in the scratch directory by a crash."""
+    if not tmp_dir.is_dir():
+        return 0
+    cutoff = (utcnow() - min_age).timestamp()
+    removed = 0
+    for entry in os.scandir(tmp_dir):
+        if entry.name.startswith(SPOOL_PREFIX) and entry.is_file() and entry.stat().st_mtime <= cutoff:
+            if not dry_run:
+                Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def collect(store: BlobStore, *, min_age: dt.timedelta, dry_run: bool = False) -> GcReport:
+    """Remove blobs older than `min_age` that no version references, and abandoned partial writes.
+
+    References are checked batch by batch, each in its own short read-only transaction, so a long collection
+    never holds the database; `min_age` (and the store's refresh of reused blobs) keeps in-flight uploads safe.
+    """
     report = GcReport()
     cutoff = utcnow() - min_age
     for batch in _batches(store.list(), 500):
@@ -40,7 +61,8 @@ def collect(session: Session, store: BlobStore, *, min_age: dt.timedelta, dry_ru
         partial = [b.key for b in old if "/.tmp-" in b.key]
         keys = [b.key for b in old if "/.tmp-" not in b.key]
         stmt = select(DocumentVersion.blob_key).where(DocumentVersion.blob_key.in_(keys))
-        used = set(session.execute(stmt).scalars())
+        with transaction(readonly=True) as session:
+            used = set(session.execute(stmt).scalars())
         orphans = [k for k in keys if k not in used]
         report.orphans += orphans
         report.partial += partial

@@ -91,7 +91,7 @@ def store_content(session: Session, runtime: Runtime, *, document_id: str, stage
             session.add(sealer.wrapped(runtime))
         sealer.commit(key)
         return key
-    if not runtime.store.exists(key):
+    if not runtime.store.refresh(key):
         dek = data_key(session, runtime, document_id, create=True)
         runtime.store.put(key, encrypt_stream(dek, staged.chunks()))
     return key

@@ -67,6 +67,8 @@ def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}",
                                 field="metadata") from exc
+    except RecursionError as exc:
+        raise InvalidInputError("metadata is nested too deeply", field="metadata") from exc
     if not isinstance(value, dict):
         raise InvalidInputError("metadata must be a JSON object", field="metadata")
     return value

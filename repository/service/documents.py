@@ -54,7 +54,14 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
     """Metadata must be a JSON object of bounded size."""
     if not isinstance(metadata, dict):
         raise InvalidInputError("metadata must be a JSON object")
-    if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
+    try:
+        encoded = json.dumps(metadata, allow_nan=False)
+    except (ValueError, RecursionError) as exc:  # NaN/Infinity are not JSON; PostgreSQL refuses them
+        raise InvalidInputError("metadata must be plain JSON: numbers finite, not nested too deeply",
+                                field="metadata") from exc
+    if re.search(r"(?<!\\)(?:\\\\)*\\u0000", encoded):  # jsonb cannot store NUL characters; refuse everywhere
+        raise InvalidInputError("metadata text must not contain NUL characters", field="metadata")
+    if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidInputError(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
     return metadata
 

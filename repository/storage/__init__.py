@@ -54,6 +54,9 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool:
         """True when a blob is stored under key."""
 
+    def refresh(self, key: str) -> bool:
+        """Mark an existing blob as just used (gc spares young blobs); False when it does not exist."""
+
     def delete(self, key: str) -> None:
         """Remove the blob; no error when it is already gone."""
 

@@ -41,7 +41,7 @@ class _FileWriter:
 
     def commit(self, key: str) -> bool:
         path = self.store._path(key)
-        if path.exists():
+        if self.store.refresh(key):
             self.abort()
             return False
         self.file.flush()
@@ -85,9 +85,18 @@ class FileBlobStore:
         check_key(f"{document_id}/{'0' * 64}")
         return _FileWriter(self, document_id)
 
+    def refresh(self, key: str) -> bool:
+        """Mark an existing blob as just used, so gc's minimum age protects a new reference to an old orphan;
+        False when there is no such blob."""
+        try:
+            os.utime(self._path(key))
+            return True
+        except FileNotFoundError:
+            return False
+
     def put(self, key: str, chunks: Iterable[bytes]) -> bool:
         """Write to a temp file beside the target, fsync, rename into place, fsync the directory."""
-        if self._path(key).exists():
+        if self.refresh(key):
             return False
         writer = self.begin(key.split("/")[0])
         try:

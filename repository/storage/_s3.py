@@ -58,7 +58,7 @@ class _S3Writer:
 
     def commit(self, key: str) -> bool:
         check_key(key)
-        if self.store.exists(key):
+        if self.store.refresh(key):
             self.abort()
             return False
         self.file.flush()
@@ -150,6 +150,11 @@ class S3BlobStore:
             if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
                 return False
             raise
+
+    def refresh(self, key: str) -> bool:
+        """True when the object exists. S3 cannot touch an object's time without copying it, so unlike the
+        file store this does not renew a reused orphan's age for gc."""
+        return self.exists(key)
 
     def delete(self, key: str) -> None:
         """Delete the object."""
