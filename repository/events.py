@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -100,7 +100,7 @@ def _deliver_one(engine: Engine, event_id: int, max_attempts: int) -> None:
         done = set(
             session.execute(select(OutboxDelivery.subscriber).where(OutboxDelivery.event_id == event_id)).scalars()
         )
-        name, payload = event.name, dict(event.payload)
+        name = event.name
     pending = [s for s in _subscribers.get(name, []) if s.name not in done]
     error: str | None = None
     for sub in pending:
@@ -123,7 +123,6 @@ def _deliver_one(engine: Engine, event_id: int, max_attempts: int) -> None:
             event.failed_at = utcnow()
         else:
             event.available_at = utcnow() + _backoff(event.attempts)
-    del payload
 
 
 def deliver_pending(engine: Engine, *, limit: int = 100, max_attempts: int = 10) -> int:
@@ -136,10 +135,8 @@ def deliver_pending(engine: Engine, *, limit: int = 100, max_attempts: int = 10)
 
 def pending_count(session: Session) -> int:
     """Events not yet delivered nor given up on."""
-    from sqlalchemy import func
-
     stmt = select(func.count()).select_from(OutboxEvent).where(
-        OutboxEvent.delivered_at.is_(None), or_(OutboxEvent.failed_at.is_(None))
+        OutboxEvent.delivered_at.is_(None), OutboxEvent.failed_at.is_(None)
     )
     return session.execute(stmt).scalar_one()
 
