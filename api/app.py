@@ -7,12 +7,33 @@ import threading
 
 from fastapi import FastAPI
 
-from api.errors import install_error_handlers
+from api.errors import install_error_handlers, problem
 from api.metrics import MetricsMiddleware
 from api.routers import audit, auth, customers, document_types, documents, health
 from repository.config import get_settings
 from repository.db import get_engine
 from repository.events import run_worker
+
+
+class HeaderLimitMiddleware:
+    """Refuse a request whose request line and headers exceed POSTROOM_MAX_HEADER_BYTES with 431, whichever HTTP
+    server runs the app (uvicorn's httptools parser, its default, has no such limit of its own)."""
+
+    def __init__(self, app, max_bytes: int) -> None:  # noqa: ANN001
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > self.max_bytes:
+                response = problem(431, "Request header fields too large",
+                                   f"the request line and headers are {size} bytes; the limit is {self.max_bytes}; "
+                                   "send less in headers and the URL")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def register_subscribers() -> None:
@@ -48,5 +69,6 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (auth, customers, document_types, documents, audit, health):
         app.include_router(module.router)
+    app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware)
     return app

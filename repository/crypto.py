@@ -8,6 +8,7 @@ can be decrypted without the segments before it, and truncation or reordering fa
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
@@ -38,9 +39,28 @@ class KeyRing:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         if not self.path.exists():
-            self._write({"active": None, "keys": {}})
-            self.add_key()
+            self._create()
         self._load()
+
+    def _create(self) -> None:
+        # First writer wins: a complete ring is linked into place, never replaced, so concurrent first uses
+        # (threads, or serve and worker starting together) share one key instead of overwriting each other's.
+        kid = f"kek-1-{secrets.token_hex(4)}"
+        data = {"active": kid, "keys": {kid: base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()}}
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".keyring-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o600)
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
 
     def _load(self) -> None:
         data = json.loads(self.path.read_text())
@@ -59,11 +79,14 @@ class KeyRing:
 
     def add_key(self) -> str:
         """Generate a new key-encryption key, make it active and save the ring; returns its id."""
-        data = json.loads(self.path.read_text())
-        kid = f"kek-{len(data['keys']) + 1}-{secrets.token_hex(4)}"
-        data["keys"][kid] = base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
-        data["active"] = kid
-        self._write(data)
+        # An exclusive lock beside the ring keeps two concurrent rotations from losing each other's key.
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = json.loads(self.path.read_text())
+            kid = f"kek-{len(data['keys']) + 1}-{secrets.token_hex(4)}"
+            data["keys"][kid] = base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()
+            data["active"] = kid
+            self._write(data)
         self._load()
         return kid
 
@@ -184,7 +207,7 @@ def decrypt_range(
     aad = header.pack()
     seg = header.segment
     last_index = max(0, -(-plain_size // seg) - 1)
-    first = start // seg if plain_size else 0
+    first = min(start // seg, last_index)  # a range starting at the end still reads (and checks) the last segment
     final = (end - 1) // seg if end > start else first
     stored_seg = seg + TAG
     offset = HEADER + first * stored_seg

@@ -105,7 +105,12 @@ class S3BlobStore:
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
         self.bucket = bucket
         if not self.client.bucket_exists(bucket):
-            self.client.make_bucket(bucket)
+            try:
+                self.client.make_bucket(bucket)
+            except S3Error as exc:
+                # Another thread or process created it between the check and here.
+                if exc.code != "BucketAlreadyOwnedByYou":
+                    raise
 
     def begin(self, document_id: str) -> _S3Writer:
         """Start a blob whose key is decided at commit."""
@@ -125,6 +130,8 @@ class S3BlobStore:
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """A ranged GET, streamed."""
         check_key(key)
+        if length == 0:
+            return iter(())
         try:
             resp = self.client.get_object(self.bucket, key, offset=offset, length=length or 0)
         except S3Error as exc:

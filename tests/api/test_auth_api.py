@@ -33,7 +33,7 @@ def test_wrong_password_is_401_problem_with_www_authenticate(client, make_user) 
     assert "access_token" not in response.json()
 
 
-def test_unknown_user_is_401_like_a_wrong_password(client, make_user) -> None:
+def test_unknown_user_is_401_like_a_wrong_password(client) -> None:
     response = client.post(TOKEN, data={"username": "nobody", "password": PASSWORD})
     assert_problem(response, 401, "password")
 
