@@ -81,16 +81,34 @@ class ContentStager:
         self.size = 0
 
     def write(self, chunk: bytes) -> None:
-        """Add a chunk; ContentTooLargeError as soon as the limit is passed."""
+        """Add a chunk; ContentTooLargeError (and nothing kept) as soon as the limit is passed."""
+        try:
+            self.count(chunk)
+        except ContentTooLargeError:
+            self.discard()
+            raise
+        self.digest(chunk)
+        self.store(chunk)
+
+    # The three steps of write(), for callers that run hashing and storing on separate threads: each step
+    # must see the chunks in order, and count() must come first.
+
+    def count(self, chunk: bytes) -> None:
+        """Account for a chunk's size (ContentTooLargeError past the limit) and keep the first bytes."""
         self.size += len(chunk)
         if self.size > self.max_bytes:
-            self.discard()
             raise ContentTooLargeError(
                 f"the upload is larger than the limit of {self.max_bytes} bytes", limit=self.max_bytes
             )
-        self._hash.update(chunk)
         if len(self._head) < HEAD:
             self._head += chunk[: HEAD - len(self._head)]
+
+    def digest(self, chunk: bytes) -> None:
+        """Feed a chunk to the SHA-256."""
+        self._hash.update(chunk)
+
+    def store(self, chunk: bytes) -> None:
+        """Keep a chunk: in memory while small, then in the sealed blob or the plaintext spool."""
         if self.sealer is not None:
             self.sealer.write(chunk)
         if self._mem is not None and len(self._mem) + len(chunk) <= MEMORY_SPOOL:

@@ -150,24 +150,30 @@ class SegmentEncryptor:
         self._buf = bytearray()
         self._index = 0
 
-    def _seal(self, plain: bytes | memoryview, last: bool) -> bytes:
-        out = self._aead.encrypt(self._header.nonce(self._index, last), bytes(plain), self.header)
+    def _seal(self, plain: bytes | bytearray | memoryview, last: bool) -> bytes:
+        out = self._aead.encrypt(self._header.nonce(self._index, last), plain, self.header)
         self._index += 1
         return out
 
     def update(self, chunk: bytes) -> list[bytes]:
-        """Add plaintext; returns sealed segments (at least one byte is held back for the final segment)."""
-        self._buf += chunk
+        """Add plaintext; returns sealed segments (at least one byte is held back for the final segment).
+
+        Whole segments are sealed straight from the caller's buffer; only partial ones are copied.
+        """
         out: list[bytes] = []
-        if len(self._buf) <= self._segment:
-            return out
-        view = memoryview(self._buf)
-        done = 0
-        while len(self._buf) - done > self._segment:
-            out.append(self._seal(view[done : done + self._segment], False))
-            done += self._segment
-        view.release()
-        del self._buf[:done]
+        view, pos, seg, buf = memoryview(chunk), 0, self._segment, self._buf
+        if buf:
+            take = min(seg - len(buf), len(view))
+            buf += view[:take]
+            pos = take
+            if len(buf) == seg and pos < len(view):
+                out.append(self._seal(buf, False))
+                buf.clear()
+        if not buf:
+            while len(view) - pos > seg:
+                out.append(self._seal(view[pos : pos + seg], False))
+                pos += seg
+            buf += view[pos:]
         return out
 
     def finalize(self) -> bytes:

@@ -16,7 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from repository.db import Base
 from repository.types import JSONType, UTCDateTime, new_id, utcnow
@@ -109,6 +109,8 @@ class DocumentVersion(Base):
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     comment: Mapped[str] = mapped_column(Text, default="")
+    # Declared so the unit of work inserts the document before its versions in one flush; never loaded.
+    document: Mapped[Document] = relationship(lazy="raise")
 
     @property
     def label(self) -> str:
@@ -126,6 +128,7 @@ class DataKey(Base):
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     destroyed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    document: Mapped[Document] = relationship(lazy="raise")  # orders the insert after the document's
 
 
 class AuditEntry(Base):

@@ -20,9 +20,11 @@ def _context(document_id: str) -> str:
     return f"document:{document_id}"
 
 
-def data_key(session: Session, runtime: Runtime, document_id: str, *, create: bool = False) -> bytes:
-    """The document's unwrapped data key, created on first use when `create` is set."""
-    row = session.get(DataKey, document_id)
+def data_key(session: Session, runtime: Runtime, document_id: str, *, create: bool = False,
+             new_document: bool = False) -> bytes:
+    """The document's unwrapped data key, created on first use when `create` is set (without looking for
+    one first when the caller knows the document is new)."""
+    row = None if new_document else session.get(DataKey, document_id)
     if row is None:
         if not create:
             raise IntegrityError(f"document {document_id} has no data key")
@@ -80,19 +82,21 @@ def open_sealer(session: Session, runtime: Runtime, *, document_id: str | None) 
     return Sealer(runtime, document_id, data_key(session, runtime, document_id), new_key=False)
 
 
-def store_content(session: Session, runtime: Runtime, *, document_id: str, staged: StagedContent) -> str:
+def store_content(
+    session: Session, runtime: Runtime, *, document_id: str, staged: StagedContent, new_document: bool = False
+) -> str:
     """Encrypt staged content into the blob store under the document's key; returns the blob key."""
     key = blob_key(document_id, staged.sha256)
     sealer = staged.sealer
     if isinstance(sealer, Sealer):
         if sealer.document_id != document_id:
             raise ValueError("content was sealed for another document")
-        if sealer.new_key and session.get(DataKey, document_id) is None:
+        if sealer.new_key and (new_document or session.get(DataKey, document_id) is None):
             session.add(sealer.wrapped(runtime))
         sealer.commit(key)
         return key
-    if not runtime.store.refresh(key):
-        dek = data_key(session, runtime, document_id, create=True)
+    if new_document or not runtime.store.refresh(key):
+        dek = data_key(session, runtime, document_id, create=True, new_document=new_document)
         runtime.store.put(key, encrypt_stream(dek, staged.chunks()))
     return key
 

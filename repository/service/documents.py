@@ -154,7 +154,8 @@ def _add_version(
     session: Session, document: Document, actor: User, content: StagedContent, media_type: str,
     major: int, minor: int, comment: str,
 ) -> DocumentVersion:
-    key = vault.store_content(session, get_runtime(), document_id=document.id, staged=content)
+    key = vault.store_content(session, get_runtime(), document_id=document.id, staged=content,
+                              new_document=(major, minor) == (1, 0))
     version = DocumentVersion(
         document_id=document.id, major=major, minor=minor, blob_key=key, sha256=content.sha256,
         size=content.size, media_type=media_type, filename=content.filename, created_by=actor.id,
