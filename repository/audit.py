@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from repository.models import AuditEntry, AuditHead
@@ -17,17 +17,13 @@ GENESIS = "0" * 64
 SYSTEM = "system"
 
 
-def _digest(entry: AuditEntry) -> str:
-    body = [
-        entry.seq,
-        entry.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        entry.actor,
-        entry.action,
-        entry.object_type,
-        entry.object_id,
-        entry.details,
-        entry.prev_hash,
-    ]
+_FIELDS = ("seq", "at", "actor", "action", "object_type", "object_id", "details", "prev_hash")
+
+
+def _digest(entry: AuditEntry | dict[str, Any]) -> str:
+    row = entry if isinstance(entry, dict) else {f: getattr(entry, f) for f in _FIELDS}
+    body = [row[f] for f in _FIELDS]
+    body[1] = row["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -40,26 +36,27 @@ def record(
     object_type: str,
     object_id: str | None = None,
     details: dict[str, Any] | None = None,
-) -> AuditEntry:
-    """Append one row to the chain in the caller's transaction (the chain head is locked until commit)."""
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
-    # Round-trip through JSON now so the hash covers exactly what the database will give back.
-    clean = json.loads(json.dumps(details or {}, default=str))
-    at = utcnow()
-    entry = AuditEntry(
-        seq=head.last_seq + 1,
-        at=at,
-        actor=actor,
-        action=action,
-        object_type=object_type,
-        object_id=object_id,
-        details=clean,
-        prev_hash=head.last_hash,
-    )
-    entry.hash = _digest(entry)
-    session.add(entry)
-    head.last_seq, head.last_hash = entry.seq, entry.hash
-    return entry
+) -> str:
+    """Append one row to the chain in the caller's transaction (the chain head is locked until commit);
+    returns its hash. Plain inserts: the trail is append-only, no ORM identity is needed."""
+    head = session.execute(
+        select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == 1).with_for_update()
+    ).one()
+    row = {
+        "seq": head.last_seq + 1,
+        "at": utcnow(),
+        "actor": actor,
+        "action": action,
+        "object_type": object_type,
+        "object_id": object_id,
+        # Round-trip through JSON now so the hash covers exactly what the database will give back.
+        "details": json.loads(json.dumps(details or {}, default=str)),
+        "prev_hash": head.last_hash,
+    }
+    row["hash"] = _digest(row)
+    session.execute(insert(AuditEntry).values(**row))
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_seq=row["seq"], last_hash=row["hash"]))
+    return row["hash"]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -53,11 +53,11 @@ class Subscriber:
 _subscribers: dict[str, list[Subscriber]] = {}
 
 
-def emit(session: Session, name: str, payload: dict[str, Any]) -> OutboxEvent:
-    """Write an event in the caller's transaction."""
-    event = OutboxEvent(name=name, payload=payload)
-    session.add(event)
-    return event
+def emit(session: Session, name: str, payload: dict[str, Any]) -> None:
+    """Write an event in the caller's transaction (a plain insert: the outbox is append-only)."""
+    now = utcnow()
+    session.execute(insert(OutboxEvent).values(name=name, payload=payload, created_at=now, available_at=now,
+                                               attempts=0))
 
 
 def subscribe(event: str, name: str, handler: Handler) -> None:
