@@ -106,7 +106,7 @@ def users_exists(username: str) -> None:
 
     from repository.models import User
 
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         found = session.execute(select(User.id).where(User.username == username)).first()
     raise typer.Exit(0 if found else 1)
 
@@ -118,7 +118,7 @@ def users_list() -> None:
 
     from repository.models import User
 
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         for user in session.execute(select(User).order_by(User.username)).scalars():
             state = "" if user.active else " (disabled)"
             typer.echo(f"{user.username}\t{','.join(user.roles)}{state}")
@@ -127,7 +127,7 @@ def users_list() -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Recompute the audit hash chain; exit 1 naming the first bad row."""
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         report = audit.verify(session)
     if report.ok:
         console.print(f"audit chain verified: {report.checked} rows")
@@ -140,9 +140,7 @@ def keys_rotate() -> None:
     """Add a new key-encryption key and rewrap every data key with it (content is not re-encrypted)."""
     runtime = get_runtime()
     with transaction() as session:
-        kek_id, count = vault.rotate_keys(session, runtime)
-        audit.record(session, actor=CLI_ACTOR, action="keys.rotated", object_type="keyring", object_id=kek_id,
-                     details={"rewrapped": count})
+        kek_id, count = vault.rotate_keys(session, runtime=runtime, actor=CLI_ACTOR)
     console.print(f"new active key {kek_id}; rewrapped {count} data keys")
 
 
@@ -160,7 +158,7 @@ def import_dir(
 
     from repository.models import User
 
-    with transaction() as session:
+    with transaction(readonly=True) as session:
         user = session.execute(select(User).where(User.username == as_user)).scalar_one_or_none()
         if user is None:
             _fail(f"there is no user {as_user!r}; pass --as USERNAME")

@@ -21,7 +21,7 @@ def current_user(token: Annotated[str | None, Depends(oauth2)]) -> User:
     if not token:
         raise AuthenticationError("this needs a bearer token; get one from POST /api/v1/auth/token")
     with transaction(readonly=True) as session:
-        user = identity.user_from_token(session, token, get_settings())
+        user = identity.user_from_token(session, token=token, settings=get_settings())
         session.expunge(user)
     return user
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DataError as SQLDataError
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from repository import audit, errors
 from repository.access import AccessDeniedError
@@ -137,6 +138,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("database unavailable on %s: %s", request.url.path, exc.orig)
         return problem(503, "Service unavailable", "the database is busy or unavailable; retry shortly",
                        instance=request.url.path, headers={"Retry-After": "2"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        # Nobody is listening; whatever was received has been discarded.
+        log.info("client disconnected during %s %s", request.method, request.url.path)
+        return problem(400, "Client disconnected", "the request body ended early", instance=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

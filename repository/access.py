@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from repository.errors import NotFoundError, PermissionDeniedError
 from repository.models import DocumentType, User
 
@@ -27,12 +24,6 @@ def can_read(user: User, doc_type: DocumentType) -> bool:
 def can_write(user: User, doc_type: DocumentType) -> bool:
     """True when one of the user's roles may write documents of this type."""
     return _allowed(user, doc_type.write_roles)
-
-
-def readable_type_ids(session: Session, user: User) -> list[str]:
-    """Ids of the document types the user may read."""
-    types = session.execute(select(DocumentType)).scalars()
-    return [t.id for t in types if can_read(user, t)]
 
 
 def require_role(user: User, *roles: str) -> None:

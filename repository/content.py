@@ -26,7 +26,21 @@ MEMORY_SPOOL = 1024 * 1024
 SPOOL_PREFIX = "upload-"
 HEAD = 8192
 READ = 1024 * 1024
-_DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def _declaration_pattern() -> re.Pattern[bytes]:
+    # The same declarations in UTF-8/ASCII and in UTF-16 (either byte order): an XML parser honours the
+    # encoding, so checking ASCII bytes alone would let a UTF-16 part through.
+    forms = [rb"<!\s*(?:DOCTYPE|ENTITY)"]
+    for enc in ("utf-16-le", "utf-16-be"):
+        ws = b"(?:" + b"|".join(re.escape(c.encode(enc)) for c in " \t\r\n") + b")*"
+        words = b"|".join(re.escape(w.encode(enc)) for w in ("DOCTYPE", "ENTITY"))
+        forms.append(re.escape("<!".encode(enc)) + ws + b"(?:" + words + b")")
+    return re.compile(b"|".join(forms), re.IGNORECASE)
+
+
+_DOCTYPE = _declaration_pattern()
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 MAGIC_WINDOW = 2048
 # The formats a repository sees most, checked before the general (and slower) signature scan.
 _COMMON_MAGIC = (
@@ -265,6 +279,10 @@ def detect_media_type(staged: StagedContent, limits: ArchiveLimits) -> str:
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         with staged.open() as f:
             return _inspect_zip(f, limits)
+    if head.startswith(_UTF16_BOMS) and head[2:].decode("utf-16-le" if head[0] == 0xFF else "utf-16-be",
+                                                         "ignore").lstrip().startswith("<"):
+        _refuse_doctype(staged.chunks(), "the XML upload")
+        return "application/xml"
     for magic, media_type in _COMMON_MAGIC:
         if head.startswith(magic):
             return media_type
@@ -331,7 +349,11 @@ def _inspect_zip(f: BinaryIO, limits: ArchiveLimits) -> str:
             if part in names and "[Content_Types].xml" in names:
                 return media_type
         if "mimetype" in names:
-            mimetype = archive.read("mimetype")[:100].decode("ascii", "replace").strip()
+            try:
+                with archive.open("mimetype") as part:
+                    mimetype = part.read(100).decode("ascii", "replace").strip()
+            except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError) as exc:
+                raise UnsafeContentError(f"archive entry 'mimetype' cannot be read: {exc}") from exc
             if mimetype.startswith("application/vnd.oasis.opendocument."):
                 return mimetype
         return "application/zip"
@@ -343,4 +365,4 @@ def _refuse_doctype(chunks: Iterator[bytes], what: str) -> None:
         window = tail + chunk
         if _DOCTYPE.search(window):
             raise UnsafeContentError(f"{what} contains a DOCTYPE or ENTITY declaration, which is not accepted")
-        tail = window[-16:]
+        tail = window[-40:]

@@ -63,9 +63,16 @@ class KeyRing:
             os.unlink(tmp)
 
     def _load(self) -> None:
+        stamp = self.path.stat().st_mtime_ns
         data = json.loads(self.path.read_text())
         self.active_id: str = data["active"]
         self._keys = {kid: base64.b64decode(v) for kid, v in data["keys"].items()}
+        self._stamp = stamp
+
+    def _refresh(self) -> None:
+        # Another process (`postroom keys rotate`) may have added a key: a running server picks it up.
+        if self.path.stat().st_mtime_ns != self._stamp:
+            self._load()
 
     def _write(self, data: dict) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -96,12 +103,16 @@ class KeyRing:
 
     def wrap(self, data_key: bytes, *, context: str) -> tuple[str, bytes]:
         """Encrypt a data key under the active key, bound to context; returns (key id, wrapped)."""
+        self._refresh()
         nonce = os.urandom(12)
         return self.active_id, nonce + AESGCM(self._keys[self.active_id]).encrypt(nonce, data_key, context.encode())
 
     def unwrap(self, kek_id: str, wrapped: bytes, *, context: str) -> bytes:
         """Decrypt a wrapped data key; IntegrityError when the key is unknown or the wrap was altered."""
         kek = self._keys.get(kek_id)
+        if kek is None:
+            self._refresh()
+            kek = self._keys.get(kek_id)
         if kek is None:
             raise IntegrityError(f"key-encryption key {kek_id} is not in the key ring")
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import jwt
@@ -56,36 +58,55 @@ def create_user(session: Session, *, username: str, password: str, roles: list[s
     return user
 
 
-def authenticate(session: Session, *, username: str, password: str) -> User | None:
-    """The active user with these credentials, or None; both outcomes are audited (no password logged)."""
+def check_credentials(session: Session, *, username: str, password: str) -> tuple[User | None, bool]:
+    """Look the user up and verify the password, only reading (so a slow hash holds no write lock);
+    returns (user or None, whether the login succeeds). Unknown users cost the same hash."""
     user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
-    ok = False
     try:
         ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):
         ok = False
-    if user is None or not ok or not user.active:
+    return user, bool(ok and user is not None and user.active)
+
+
+def record_login(session: Session, *, username: str, user: User | None, succeeded: bool, password: str) -> None:
+    """Audit a login or failed login (never the password) and upgrade an outdated hash."""
+    if not succeeded or user is None:
         audit.record(session, actor=username[:150] or "anonymous", action="auth.login_failed",
                      object_type="user", object_id=user.id if user else None)
-        return None
+        return
     if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+        session.get(User, user.id).password_hash = hash_password(password)
     audit.record(session, actor=user.username, action="auth.login", object_type="user", object_id=user.id)
-    return user
+
+
+def authenticate(session: Session, *, username: str, password: str) -> User | None:
+    """The active user with these credentials, or None; both outcomes are audited, in one transaction."""
+    user, ok = check_credentials(session, username=username, password=password)
+    record_login(session, username=username, user=user, succeeded=ok, password=password)
+    return user if ok else None
 
 
 def _token_secret(settings: Settings) -> bytes:
-    path: Path = settings.resolved_token_secret_path
+    return _read_or_create_secret(settings.resolved_token_secret_path)
+
+
+@lru_cache(maxsize=8)
+def _read_or_create_secret(path: Path) -> bytes:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(secrets.token_hex(32))
-        os.chmod(tmp, 0o600)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".token-secret-")  # created 0600
         try:
-            os.link(tmp, path)  # first writer wins; others read what it wrote
-        except FileExistsError:
-            pass
-        tmp.unlink(missing_ok=True)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # first writer wins; others read what it wrote
+            except FileExistsError:
+                pass
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip().encode()
 
 
@@ -96,7 +117,7 @@ def issue_token(user: User, settings: Settings) -> tuple[str, dt.datetime]:
     return jwt.encode(claims, _token_secret(settings), algorithm="HS256"), expires
 
 
-def user_from_token(session: Session, token: str, settings: Settings) -> User:
+def user_from_token(session: Session, *, token: str, settings: Settings) -> User:
     """The active user a valid token names; AuthenticationError otherwise."""
     try:
         claims = jwt.decode(token, _token_secret(settings), algorithms=["HS256"], options={"require": ["exp", "sub"]})

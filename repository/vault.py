@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from repository import audit, events
 from repository.content import StagedContent
 from repository.crypto import SegmentEncryptor, decrypt_range, encrypt_stream, new_data_key
 from repository.errors import IntegrityError
@@ -102,7 +103,7 @@ def store_content(
 
 
 def read_content(
-    session: Session, runtime: Runtime, version: DocumentVersion, start: int = 0, end: int | None = None
+    session: Session, *, runtime: Runtime, version: DocumentVersion, start: int = 0, end: int | None = None
 ) -> Iterator[bytes]:
     """Stream the plaintext of a version, or the byte range [start, end) of it."""
     dek = data_key(session, runtime, version.document_id)
@@ -114,8 +115,9 @@ def read_content(
     return decrypt_range(dek, read, size, start, end)
 
 
-def rotate_keys(session: Session, runtime: Runtime) -> tuple[str, int]:
-    """Add a new key-encryption key and rewrap every live data key with it; blobs are untouched."""
+def rotate_keys(session: Session, *, runtime: Runtime, actor: str) -> tuple[str, int]:
+    """Add a new key-encryption key and rewrap every live data key with it; blobs are untouched. Audited,
+    and announced as an event."""
     new_kek = runtime.keyring.add_key()
     count = 0
     rows = session.execute(select(DataKey).where(DataKey.wrapped_key.is_not(None))).scalars()
@@ -125,4 +127,7 @@ def rotate_keys(session: Session, runtime: Runtime) -> tuple[str, int]:
         plain = runtime.keyring.unwrap(row.kek_id, row.wrapped_key, context=_context(row.document_id))
         row.kek_id, row.wrapped_key = runtime.keyring.wrap(plain, context=_context(row.document_id))
         count += 1
+    audit.record(session, actor=actor, action="keys.rotated", object_type="keyring", object_id=new_kek,
+                 details={"rewrapped": count})
+    events.emit(session, events.KEYS_ROTATED, {"kek_id": new_kek, "rewrapped": count})
     return new_kek, count

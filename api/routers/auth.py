@@ -19,9 +19,11 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 def token(username: Annotated[str, Form(max_length=150)], password: Annotated[str, Form(max_length=1024)]) -> Token:
     """Exchange a username and password for a bearer token."""
     settings = get_settings()
+    with transaction(readonly=True) as session:
+        user, ok = identity.check_credentials(session, username=username, password=password)
     with transaction() as session:
-        user = identity.authenticate(session, username=username, password=password)
-        issued = identity.issue_token(user, settings) if user else None
+        identity.record_login(session, username=username, user=user, succeeded=ok, password=password)
+    issued = identity.issue_token(user, settings) if ok else None
     if issued is None:
         raise AuthenticationError("wrong username or password")
     access_token, _expires = issued

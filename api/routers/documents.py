@@ -82,6 +82,8 @@ def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
                                 field="metadata") from exc
     except RecursionError as exc:
         raise InvalidInputError("metadata is nested too deeply", field="metadata") from exc
+    except ValueError as exc:  # e.g. an integer with more digits than Python will convert
+        raise InvalidInputError(f"metadata is not acceptable JSON: {exc}", field="metadata") from exc
     if not isinstance(value, dict):
         raise InvalidInputError("metadata must be a JSON object", field="metadata")
     return value

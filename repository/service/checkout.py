@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from repository import audit, events, vault
-from repository.access import ADMIN, deny_write
+from repository.access import ADMIN, can_write, deny_write
 from repository.config import get_settings
 from repository.content import StagedContent
 from repository.errors import DocumentLockedError, InvalidInputError, NotCheckedOutError
-from repository.models import Document, DocumentVersion, User
+from repository.models import Document, DocumentType, DocumentVersion, User
 from repository.runtime import get_runtime
 from repository.service.documents import add_version, lock_holder, writable_document
 from repository.types import utcnow
@@ -39,6 +39,9 @@ def prepare_upload(session: Session, *, actor: User, document_id: str | None = N
     refused before any byte is received when the caller may not check in."""
     runtime = get_runtime()
     if document_id is None:
+        if not any(can_write(actor, t) for t in session.execute(select(DocumentType)).scalars()):
+            raise deny_write(actor, "document_type", None,
+                             f"create documents: your roles ({', '.join(actor.roles)}) may write no document type")
         return vault.open_sealer(session, runtime, document_id=None)
     document = writable_document(session, actor=actor, document_id=document_id, what="check in this document")
     now = utcnow()

@@ -114,23 +114,31 @@ def create_document(
     title = (title or "").strip()
     if not title or len(title) > 500:
         raise InvalidInputError("title must be 1-500 characters")
-    doc_type = get_type(session, name=document_type)
-    if not can_write(actor, doc_type):
-        raise deny_write(actor, "document_type", doc_type.id, f"create documents of type {document_type!r}")
     metadata = check_metadata(metadata if metadata is not None else {})
-    if customer_id is not None and session.get(Customer, customer_id) is None:
-        raise InvalidInputError(f"customer {customer_id} does not exist", field="customer_id")
-    media_type = _checked_media_type(content, doc_type, runtime)
-    document = Document(
-        id=content.document_id or new_id(),
-        title=title,
-        document_type_id=doc_type.id,
-        customer_id=customer_id,
-        meta=metadata,
-        created_by=actor.id,
-    )
-    session.add(document)
-    version = _add_version(session, document, actor, content, media_type, 1, 0, comment)
+    document_id = content.document_id or new_id()
+    # Inspect and store the content before the first statement: on SQLite that statement takes the write lock,
+    # and scanning and fsyncing an upload must not hold every other writer up. A refusal below removes the blob
+    # again; it belongs to this new document alone.
+    media_type = detect_media_type(content, runtime.archive_limits)
+    key = vault.store_content(session, runtime, document_id=document_id, staged=content, new_document=True)
+    try:
+        with session.no_autoflush:  # the new data key may only be written after its document
+            doc_type = get_type(session, name=document_type)
+            if not can_write(actor, doc_type):
+                raise deny_write(actor, "document_type", doc_type.id, f"create documents of type {document_type!r}")
+            if customer_id is not None and session.get(Customer, customer_id) is None:
+                raise InvalidInputError(f"customer {customer_id} does not exist", field="customer_id")
+        _check_allowed(doc_type, media_type)
+        document = Document(id=document_id, title=title, document_type_id=doc_type.id, customer_id=customer_id,
+                            meta=metadata, created_by=actor.id)
+        session.add(document)
+        version = _new_version(document, actor, content, media_type, key, 1, 0, comment)
+        session.add(version)
+    except BaseException:
+        runtime.store.delete(key)
+        for pending in [o for o in session.new if getattr(o, "document_id", None) == document_id]:
+            session.expunge(pending)  # a refused upload leaves nothing for the caller to commit
+        raise
     audit.record(session, actor=actor.username, action="document.created", object_type="document",
                  object_id=document.id, details={"title": title, "document_type": document_type,
                                                  "version": version.label, "sha256": version.sha256})
@@ -139,40 +147,37 @@ def create_document(
     return document
 
 
-def _checked_media_type(content: StagedContent, doc_type: DocumentType, runtime) -> str:  # noqa: ANN001
-    media_type = detect_media_type(content, runtime.archive_limits)
+def _check_allowed(doc_type: DocumentType, media_type: str) -> None:
     if not media_type_allowed(doc_type, media_type):
         raise UnsupportedMediaTypeError(
             f"the content is {media_type}, which documents of type {doc_type.name!r} do not accept; "
             f"allowed: {', '.join(doc_type.allowed_media_types)}",
             media_type=media_type,
         )
-    return media_type
 
 
-def _add_version(
-    session: Session, document: Document, actor: User, content: StagedContent, media_type: str,
+def _new_version(
+    document: Document, actor: User, content: StagedContent, media_type: str, key: str,
     major: int, minor: int, comment: str,
 ) -> DocumentVersion:
-    key = vault.store_content(session, get_runtime(), document_id=document.id, staged=content,
-                              new_document=(major, minor) == (1, 0))
-    version = DocumentVersion(
+    return DocumentVersion(
         document_id=document.id, major=major, minor=minor, blob_key=key, sha256=content.sha256,
         size=content.size, media_type=media_type, filename=content.filename, created_by=actor.id,
         comment=(comment or "")[:2000],
     )
-    session.add(version)
-    return version
 
 
 def add_version(
     session: Session, *, document: Document, actor: User, content: StagedContent, major: bool, comment: str
 ) -> DocumentVersion:
     """Add the next version (minor, or next major) to a document the caller has already locked."""
-    doc_type = _doc_type(session, document)
-    media_type = _checked_media_type(content, doc_type, get_runtime())
+    runtime = get_runtime()
+    media_type = detect_media_type(content, runtime.archive_limits)
+    _check_allowed(_doc_type(session, document), media_type)
     new = (document.current_major + 1, 0) if major else (document.current_major, document.current_minor + 1)
-    version = _add_version(session, document, actor, content, media_type, *new, comment)
+    key = vault.store_content(session, runtime, document_id=document.id, staged=content)
+    version = _new_version(document, actor, content, media_type, key, *new, comment)
+    session.add(version)
     document.current_major, document.current_minor = new
     return version
 
@@ -189,12 +194,12 @@ def list_documents(
 ) -> Page:
     """Documents the actor may read, newest first, one page at a time."""
     limit = min(max(limit, 1), 200)
-    readable = [t for t in session.execute(select(DocumentType)).scalars() if can_read(actor, t)]
-    type_ids = [t.id for t in readable]
+    types = list(session.execute(select(DocumentType)).scalars())
     if document_type is not None:
-        type_ids = [t.id for t in readable if t.name == document_type]
-        if not any(t.name == document_type for t in session.execute(select(DocumentType)).scalars()):
+        types = [t for t in types if t.name == document_type]
+        if not types:
             raise InvalidInputError(f"there is no document type {document_type!r}", field="document_type")
+    type_ids = [t.id for t in types if can_read(actor, t)]
     stmt = select(Document).where(Document.document_type_id.in_(type_ids))
     stmt = stmt.where(Document.state == (TRASHED if trashed else ACTIVE))
     if customer_id is not None:
@@ -218,7 +223,10 @@ def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, last_id = json.loads(raw)
-        return dt.datetime.fromisoformat(at), str(last_id)
+        when = dt.datetime.fromisoformat(at)
+        if when.tzinfo is None:
+            raise ValueError("cursor time without a zone")
+        return when, str(last_id)
     except (ValueError, TypeError) as exc:
         raise InvalidInputError("the cursor is not valid; use the next_cursor of a previous page") from exc
 
@@ -326,4 +334,4 @@ def read_version(
     session: Session, *, version: DocumentVersion, start: int = 0, end: int | None = None
 ) -> Iterator[bytes]:
     """Stream a version's plaintext (or a byte range of it); read access must already be checked."""
-    return vault.read_content(session, get_runtime(), version, start, end)
+    return vault.read_content(session, runtime=get_runtime(), version=version, start=start, end=end)

@@ -353,6 +353,11 @@ def test_metadata_with_non_finite_number_is_422(client, author, nothing_stored, 
     nothing_stored()
 
 
+def test_metadata_with_a_huge_integer_is_422(client, author, nothing_stored) -> None:
+    assert_problem(upload(client, author, metadata='{"n": ' + "9" * 5000 + "}"), 422, "metadata")
+    nothing_stored()
+
+
 def test_deeply_nested_metadata_is_422(client, author, nothing_stored) -> None:
     assert_problem(upload(client, author, metadata='{"a": ' + "[" * 20000 + "]" * 20000 + "}"), 422, "metadata")
     nothing_stored()

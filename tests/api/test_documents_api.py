@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 
 import pytest
 
@@ -54,7 +56,8 @@ def test_upload_links_customer_and_keeps_metadata(client, author) -> None:
 def test_reader_without_write_role_cannot_upload(client, make_user) -> None:
     helpdesk = make_user("harry", "helpdesk")
     files_before = stored_files()
-    assert_problem(upload(client, helpdesk, b"x" * (2 * 1024 * 1024)), 403, "general")
+    # Refused before the body is stored: helpdesk may write no document type at all.
+    assert_problem(upload(client, helpdesk, b"x" * (2 * 1024 * 1024)), 403, "document type")
     assert all_documents(client, helpdesk) == []
     assert stored_files() == files_before
 
@@ -171,6 +174,11 @@ def test_list_pages_with_next_cursor_through_every_document_once(client, author)
 
 def test_list_with_bad_cursor_is_422(client, author) -> None:
     assert_problem(client.get(DOCS, params={"cursor": "!!!"}, headers=author.headers), 422, "cursor")
+
+
+def test_list_with_forged_cursor_without_a_time_zone_is_422(client, author) -> None:
+    forged = base64.urlsafe_b64encode(json.dumps(["2026-01-01T00:00:00", "x"]).encode()).decode().rstrip("=")
+    assert_problem(client.get(DOCS, params={"cursor": forged}, headers=author.headers), 422, "cursor")
 
 
 # --- content, versions, ranges --------------------------------------------------------------------------------

@@ -288,7 +288,7 @@ def test_key_rotation_rewraps_every_data_key_and_content_still_reads(
         before = {k.document_id: (k.kek_id, k.wrapped_key) for k in s.execute(select(DataKey)).scalars()}
     assert set(before) == set(contents)
     with transaction() as s:
-        new_kek, count = vault.rotate_keys(s, get_runtime())
+        new_kek, count = vault.rotate_keys(s, runtime=get_runtime(), actor="test")
     assert count == len(contents)
     with transaction() as s:
         after = {k.document_id: (k.kek_id, k.wrapped_key) for k in s.execute(select(DataKey)).scalars()}

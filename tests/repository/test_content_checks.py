@@ -365,3 +365,27 @@ def test_rotated_key_ring_still_unwraps_keys_wrapped_before(tmp_path) -> None:  
     assert reloaded.unwrap(old_kek, blob, context="document:y") == dek
     with pytest.raises(IntegrityError):
         reloaded.unwrap(old_kek, blob, context="document:other")
+
+
+def test_docx_with_a_utf16_doctype_is_refused(tmp_path) -> None:  # noqa: ANN001
+    xml = '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE d [<!ENTITY e SYSTEM "file:///etc/passwd">]><d>&e;</d>'
+    for encoding in ("utf-16", "utf-16-be"):
+        data = _zip({"[Content_Types].xml": b"<Types/>", "word/document.xml": xml.encode(encoding)})
+        with pytest.raises(UnsafeContentError, match="DOCTYPE"):
+            _detect(data, tmp_path, "letter.docx")
+
+
+def test_utf16_xml_upload_with_an_entity_is_refused(tmp_path) -> None:  # noqa: ANN001
+    xml = '<?xml version="1.0" encoding="UTF-16"?>\n<!ENTITY x "y"><a/>'
+    with pytest.raises(UnsafeContentError):
+        _detect(xml.encode("utf-16"), tmp_path, "data.xml")
+
+
+def test_archive_with_an_unreadable_mimetype_entry_is_refused_not_crashing(tmp_path) -> None:  # noqa: ANN001
+    data = bytearray(_zip({"mimetype": b"application/vnd.oasis.opendocument.text"}, zipfile.ZIP_STORED))
+    # Declare an unsupported compression method (99) in both headers of the only entry.
+    data[8:10] = struct.pack("<H", 99)
+    central = data.index(b"PK\x01\x02")
+    data[central + 10 : central + 12] = struct.pack("<H", 99)
+    with pytest.raises(UnsafeContentError, match="mimetype"):
+        _detect(bytes(data), tmp_path, "x.odt")
