@@ -48,8 +48,12 @@ def db_upgrade() -> None:
 
 
 @app.command()
-def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the API, UI and outbox worker in one process (migrating the embedded database first)."""
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: Annotated[int, typer.Option(help="processes serving requests (default POSTROOM_WEB_WORKERS)")] = 0,
+) -> None:
+    """Run the API, UI and outbox worker (migrating the embedded database first)."""
     import uvicorn
 
     from api.app import create_app
@@ -58,6 +62,12 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.database_url is None:
         migrate_upgrade(get_engine())
+    workers = workers or settings.web_workers
+    if workers > 1:
+        # Each process runs its own outbox worker thread; claims never overlap (SKIP LOCKED / BEGIN IMMEDIATE).
+        uvicorn.run("api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    h11_max_incomplete_event_size=settings.max_header_bytes, log_level="info")
+        return
     uvicorn.run(create_app(), host=host, port=port, h11_max_incomplete_event_size=settings.max_header_bytes,
                 log_level="info")
 

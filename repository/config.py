@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     outbox_poll_seconds: float = 1.0
     outbox_max_attempts: int = 10
     run_worker_in_serve: bool = True
+    web_workers: int = 1
 
     @property
     def resolved_database_url(self) -> str:

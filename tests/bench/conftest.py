@@ -39,12 +39,16 @@ def run_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> None:
 
 
 @pytest.fixture
-def server(bench_env) -> Iterator[tuple[str, subprocess.Popen, dict[str, str]]]:  # noqa: ANN001
-    """A real `postroom serve` on loopback with an admin user; yields (base URL, process, auth headers)."""
+def server(bench_env, request) -> Iterator[tuple[str, subprocess.Popen, dict[str, str]]]:  # noqa: ANN001
+    """A real `postroom serve` on loopback with an admin user; yields (base URL, process, auth headers).
+
+    Indirect parametrisation sets the number of server processes (default 1)."""
+    workers = getattr(request, "param", 1)
     run_cli(bench_env, "db", "upgrade")
     run_cli(bench_env, "users", "create", "bench", "--role", "admin", "--password-stdin", stdin="bench-password\n")
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], env=bench_env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--workers", str(workers)],
+                            env=bench_env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

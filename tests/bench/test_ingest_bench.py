@@ -74,8 +74,9 @@ def test_service_layer_ingest(monkeypatch, tmp_path) -> None:  # noqa: ANN001
     assert rate >= 300, f"service-layer ingest {rate:.0f}/s is under the 300/s target"
 
 
-@pytest.mark.parametrize("clients", [4])
-def test_http_api_ingest(server, tmp_path, clients) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("server", [1, 2], indirect=True, ids=["1-process", "2-processes"])
+def test_http_api_ingest(server, tmp_path, request) -> None:  # noqa: ANN001
+    clients = 4
     base, _proc, headers = server
     payloads = _payloads(N_HTTP)
     baseline = _baseline_fsync_writes(tmp_path / "baseline", payloads)
@@ -93,5 +94,5 @@ def test_http_api_ingest(server, tmp_path, clients) -> None:  # noqa: ANN001
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(upload, parts))
     seconds = time.perf_counter() - start
-    rate = _report(f"HTTP API ingest ({clients} clients)", N_HTTP, seconds, baseline, 150)
+    rate = _report(f"HTTP API ingest ({request.node.callspec.id}, {clients} clients)", N_HTTP, seconds, baseline, 150)
     assert rate >= 150, f"HTTP ingest {rate:.0f}/s is under the 150/s target"
