@@ -58,6 +58,14 @@ def create_user(session: Session, *, username: str, password: str, roles: list[s
     return user
 
 
+def username_of(session: Session, user_id: str | None) -> str | None:
+    """The username for a user id (the id itself if the user is gone), None for None."""
+    if user_id is None:
+        return None
+    user = session.get(User, user_id)
+    return user.username if user else user_id
+
+
 def check_credentials(session: Session, *, username: str, password: str) -> tuple[User | None, bool]:
     """Look the user up and verify the password, only reading (so a slow hash holds no write lock);
     returns (user or None, whether the login succeeds). Unknown users cost the same hash."""

@@ -21,6 +21,7 @@ from repository.config import get_settings
 from repository.content import StagedContent
 from repository.db import transaction
 from repository.errors import InvalidInputError, PreconditionFailedError
+from repository.identity import username_of
 from repository.models import Document, DocumentType, DocumentVersion, User
 from repository.schemas import CheckoutOut, DocumentOut, DocumentPatch, VersionOut
 from repository.service.documents import lock_holder
@@ -42,21 +43,14 @@ def _take(stream: Iterator[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
-def _username(session: Session, user_id: str | None) -> str | None:
-    if user_id is None:
-        return None
-    user = session.get(User, user_id)
-    return user.username if user else user_id
-
-
 def document_out(session: Session, d: Document) -> DocumentOut:
     """The API shape of a document."""
     holder = lock_holder(d)
     return DocumentOut(
         id=d.id, title=d.title, document_type=session.get(DocumentType, d.document_type_id).name,
         customer_id=d.customer_id, metadata=d.meta, version=d.version_label, state=d.state,
-        checked_out_by=_username(session, holder), lock_expires_at=d.lock_expires_at if holder else None,
-        created_by=_username(session, d.created_by), created_at=d.created_at, updated_at=d.updated_at,
+        checked_out_by=username_of(session, holder), lock_expires_at=d.lock_expires_at if holder else None,
+        created_by=username_of(session, d.created_by), created_at=d.created_at, updated_at=d.updated_at,
         revision=d.revision,
     )
 
@@ -64,7 +58,7 @@ def document_out(session: Session, d: Document) -> DocumentOut:
 def version_out(session: Session, v: DocumentVersion) -> VersionOut:
     """The API shape of a version."""
     return VersionOut(version=v.label, sha256=v.sha256, size=v.size, media_type=v.media_type, filename=v.filename,
-                      created_by=_username(session, v.created_by), created_at=v.created_at, comment=v.comment)
+                      created_by=username_of(session, v.created_by), created_at=v.created_at, comment=v.comment)
 
 
 def etag(d: Document) -> str:

@@ -12,22 +12,18 @@ from repository.access import ADMIN, can_write, deny_write
 from repository.config import get_settings
 from repository.content import StagedContent
 from repository.errors import DocumentLockedError, InvalidInputError, NotCheckedOutError
+from repository.identity import username_of
 from repository.models import Document, DocumentType, DocumentVersion, User
 from repository.runtime import get_runtime
 from repository.service.documents import add_version, lock_holder, writable_document
 from repository.types import utcnow
 
 
-def _holder_name(session: Session, user_id: str) -> str:
-    user = session.get(User, user_id)
-    return user.username if user else user_id
-
-
 def _not_holder(session: Session, document: Document, actor: User, now: dt.datetime) -> NotCheckedOutError:
     holder = lock_holder(document, now)
     if holder and holder != actor.id:
         return NotCheckedOutError(
-            f"document {document.id} is checked out by {_holder_name(session, holder)}, not by you"
+            f"document {document.id} is checked out by {username_of(session, holder)}, not by you"
         )
     if document.checked_out_by == actor.id:
         return NotCheckedOutError(f"your check-out of document {document.id} expired; check it out again")
@@ -73,9 +69,9 @@ def checkout(session: Session, *, actor: User, document_id: str) -> Document:
     if result.rowcount != 1:
         holder = document.checked_out_by
         raise DocumentLockedError(
-            f"document {document_id} is checked out by {_holder_name(session, holder)} until "
+            f"document {document_id} is checked out by {username_of(session, holder)} until "
             f"{document.lock_expires_at.isoformat()}",
-            checked_out_by=_holder_name(session, holder),
+            checked_out_by=username_of(session, holder),
             expires_at=document.lock_expires_at.isoformat(),
         )
     audit.record(session, actor=actor.username, action="document.checked_out", object_type="document",
@@ -138,7 +134,7 @@ def cancel_checkout(session: Session, *, actor: User, document_id: str, reason: 
         raise NotCheckedOutError(f"the check-out of document {document_id} changed meanwhile; try again")
     session.refresh(document)
     action = "document.checkout_broken" if breaking else "document.checkout_cancelled"
-    details = {"holder": _holder_name(session, holder)}
+    details = {"holder": username_of(session, holder)}
     if breaking:
         details["reason"] = reason.strip()
     audit.record(session, actor=actor.username, action=action, object_type="document", object_id=document_id,
