@@ -14,7 +14,6 @@ from repository.models import AuditEntry, AuditHead
 from repository.types import utcnow
 
 GENESIS = "0" * 64
-SYSTEM = "system"
 
 
 _FIELDS = ("seq", "at", "actor", "action", "object_type", "object_id", "details", "prev_hash")
