@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from repository.config import Settings
 
@@ -62,6 +62,19 @@ class BlobStore(Protocol):
 
     def list(self) -> Iterator[BlobInfo]:
         """Every stored blob, including abandoned partial writes."""
+
+
+def read_range(f: BinaryIO, offset: int, length: int | None) -> Iterator[bytes]:
+    """Stream `length` bytes (or to the end) of an open file from `offset`, a chunk at a time."""
+    f.seek(offset)
+    remaining = length
+    while remaining is None or remaining > 0:
+        chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
+        if not chunk:
+            return
+        if remaining is not None:
+            remaining -= len(chunk)
+        yield chunk
 
 
 def check_key(key: str) -> str:

@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from repository.storage import CHUNK, BlobInfo, check_key
+from repository.storage import BlobInfo, check_key, read_range
 
 _TMP_PREFIX = ".tmp-"
 
@@ -117,15 +117,7 @@ class FileBlobStore:
     @staticmethod
     def _read(path: Path, offset: int, length: int | None) -> Iterator[bytes]:
         with path.open("rb") as f:
-            f.seek(offset)
-            remaining = length
-            while remaining is None or remaining > 0:
-                chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
-                if not chunk:
-                    return
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
+            yield from read_range(f, offset, length)
 
     def exists(self, key: str) -> bool:
         """True when the file exists."""

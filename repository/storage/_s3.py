@@ -11,7 +11,7 @@ from pathlib import Path
 from minio import Minio
 from minio.error import S3Error
 
-from repository.storage import CHUNK, BlobInfo, check_key
+from repository.storage import CHUNK, BlobInfo, check_key, read_range
 
 PART_SIZE = 16 * 1024 * 1024
 
@@ -76,15 +76,7 @@ class _S3Writer:
 
 def _read_fd(fd: int, offset: int, length: int | None) -> Iterator[bytes]:
     with os.fdopen(fd, "rb") as f:
-        f.seek(offset)
-        remaining = length
-        while remaining is None or remaining > 0:
-            chunk = f.read(CHUNK if remaining is None else min(CHUNK, remaining))
-            if not chunk:
-                return
-            if remaining is not None:
-                remaining -= len(chunk)
-            yield chunk
+        yield from read_range(f, offset, length)
 
 
 class S3BlobStore:
