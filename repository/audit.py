@@ -7,13 +7,19 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from repository.models import AuditEntry, AuditHead
 from repository.types import utcnow
 
 GENESIS = "0" * 64
+# Built once: an insert or update given its values as parameters skips per-call statement construction,
+# which costs more than the database round trip on the ingest path.
+_LOCK_HEAD = select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == 1).with_for_update()
+_APPEND = insert(AuditEntry)
+_MOVE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
+    last_seq=bindparam("new_seq"), last_hash=bindparam("new_hash"))
 
 
 _FIELDS = ("seq", "at", "actor", "action", "object_type", "object_id", "details", "prev_hash")
@@ -38,9 +44,7 @@ def record(
 ) -> str:
     """Append one row to the chain in the caller's transaction (the chain head is locked until commit);
     returns its hash. Plain inserts: the trail is append-only, no ORM identity is needed."""
-    head = session.execute(
-        select(AuditHead.last_seq, AuditHead.last_hash).where(AuditHead.id == 1).with_for_update()
-    ).one()
+    head = session.execute(_LOCK_HEAD).one()
     row = {
         "seq": head.last_seq + 1,
         "at": utcnow(),
@@ -53,8 +57,8 @@ def record(
         "prev_hash": head.last_hash,
     }
     row["hash"] = _digest(row)
-    session.execute(insert(AuditEntry).values(**row))
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(last_seq=row["seq"], last_hash=row["hash"]))
+    session.execute(_APPEND, row)
+    session.execute(_MOVE_HEAD, {"new_seq": row["seq"], "new_hash": row["hash"]})
     return row["hash"]
 
 

@@ -51,13 +51,14 @@ class Subscriber:
 
 
 _subscribers: dict[str, list[Subscriber]] = {}
+_APPEND = insert(OutboxEvent)  # built once; values come as parameters (see audit.py)
 
 
 def emit(session: Session, name: str, payload: dict[str, Any]) -> None:
     """Write an event in the caller's transaction (a plain insert: the outbox is append-only)."""
     now = utcnow()
-    session.execute(insert(OutboxEvent).values(name=name, payload=payload, created_at=now, available_at=now,
-                                               attempts=0))
+    session.execute(_APPEND, {"name": name, "payload": payload, "created_at": now, "available_at": now,
+                              "attempts": 0})
 
 
 def subscribe(event: str, name: str, handler: Handler) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from repository import audit, events
@@ -15,11 +15,12 @@ from repository.models import DocumentType, User
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,99}$")
 _MEDIA = re.compile(r"^[a-z0-9.+-]+/[a-z0-9.+*-]+$")
+_BY_NAME = select(DocumentType).where(DocumentType.name == bindparam("name"))  # built once: a hot lookup
 
 
 def get_type(session: Session, *, name: str) -> DocumentType:
     """The document type with this name; UnknownDocumentTypeError otherwise."""
-    doc_type = session.execute(select(DocumentType).where(DocumentType.name == name)).scalar_one_or_none()
+    doc_type = session.execute(_BY_NAME, {"name": name}).scalar_one_or_none()
     if doc_type is None:
         raise UnknownDocumentTypeError(f"there is no document type {name!r}", name=name)
     return doc_type
