@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from repository import audit, events, vault
+from repository import audit, events, validators, vault
 from repository.access import can_read, can_write, deny_read, deny_write
 from repository.content import StagedContent, detect_media_type
 from repository.errors import (
@@ -128,7 +128,8 @@ def create_document(
                 raise deny_write(actor, "document_type", doc_type.id, f"create documents of type {document_type!r}")
             if customer_id is not None and session.get(Customer, customer_id) is None:
                 raise InvalidInputError(f"customer {customer_id} does not exist", field="customer_id")
-        _check_allowed(doc_type, media_type)
+            _check_allowed(doc_type, media_type)
+            validators.validate(session, _candidate(doc_type, None, media_type, content))
         document = Document(id=document_id, title=title, document_type_id=doc_type.id, customer_id=customer_id,
                             meta=metadata, created_by=actor.id)
         session.add(document)
@@ -156,6 +157,12 @@ def _check_allowed(doc_type: DocumentType, media_type: str) -> None:
         )
 
 
+def _candidate(doc_type: DocumentType, document_id: str | None, media_type: str,
+               content: StagedContent) -> validators.Candidate:
+    return validators.Candidate(document_type=doc_type.name, document_id=document_id, media_type=media_type,
+                                filename=content.filename, size=content.size, open=content.open)
+
+
 def _new_version(
     document: Document, actor: User, content: StagedContent, media_type: str, key: str,
     major: int, minor: int, comment: str,
@@ -173,7 +180,9 @@ def add_version(
     """Add the next version (minor, or next major) to a document the caller has already locked."""
     runtime = get_runtime()
     media_type = detect_media_type(content, runtime.archive_limits)
-    _check_allowed(_doc_type(session, document), media_type)
+    doc_type = _doc_type(session, document)
+    _check_allowed(doc_type, media_type)
+    validators.validate(session, _candidate(doc_type, document.id, media_type, content))
     new = (document.current_major + 1, 0) if major else (document.current_major, document.current_minor + 1)
     key = vault.store_content(session, runtime, document_id=document.id, staged=content)
     version = _new_version(document, actor, content, media_type, key, *new, comment)
