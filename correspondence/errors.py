@@ -3,7 +3,7 @@ meaning, so the API's one status table covers them."""
 
 from __future__ import annotations
 
-from repository.errors import DocumentStateError, InvalidInputError, NotFoundError, PermissionDeniedError
+from repository.errors import DocumentStateError, InvalidInputError, NotFoundError
 
 
 class TemplateNotFoundError(NotFoundError):
@@ -60,7 +60,7 @@ class FourEyesError(DocumentStateError):
     title = "Four-eyes rule"
 
 
-class NotApproverError(PermissionDeniedError):
-    """Only users with the approver role may approve or reject."""
+class NotApproverError(DocumentStateError):
+    """Only users with the approver role may approve or reject (409, as the issue asks, like the four-eyes rule)."""
 
     title = "Approver role required"
