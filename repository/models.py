@@ -50,15 +50,48 @@ class DocumentType(Base):
 
 
 class Customer(Base):
-    """A customer that documents and letters belong to."""
+    """A customer that documents and letters belong to: postal address, contact details, preferences."""
 
     __tablename__ = "customers"
+    __table_args__ = (Index("ix_customers_name_id", "name", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     external_ref: Mapped[str] = mapped_column(String(200), unique=True)
     name: Mapped[str] = mapped_column(String(300))
+    salutation: Mapped[str] = mapped_column(String(300), default="")
+    title: Mapped[str] = mapped_column(String(50), default="")
+    address_lines: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    city: Mapped[str | None] = mapped_column(String(100))
+    region: Mapped[str | None] = mapped_column(String(100))
+    postcode: Mapped[str | None] = mapped_column(String(20))
+    country: Mapped[str | None] = mapped_column(String(2))
+    email: Mapped[str | None] = mapped_column(String(320))
+    mobile: Mapped[str | None] = mapped_column(String(20))
+    locale: Mapped[str] = mapped_column(String(35), default="en-GB")
+    channel_preferences: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    paperless: Mapped[bool] = mapped_column(Boolean, default=False)
+    segment: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    address_undeliverable: Mapped[bool] = mapped_column(Boolean, default=False)
+    undeliverable_reason: Mapped[str | None] = mapped_column(String(500))
+    undeliverable_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class CustomerConsent(Base):
+    """One consent decision; append-only, the newest row per purpose is the customer's current answer."""
+
+    __tablename__ = "customer_consents"
+    __table_args__ = (Index("ix_customer_consents_current", "customer_id", "purpose", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    purpose: Mapped[str] = mapped_column(String(100))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(100))
+    recorded_by: Mapped[str] = mapped_column(String(150))
 
 
 class Document(Base):
