@@ -11,6 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 revision = "0004"
 down_revision = "0003"
@@ -91,9 +92,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_correspondence_rules")),
     )
     op.create_index("ix_correspondence_rules_template", "correspondence_rules", ["template_id", "slot", "position"])
+    # Templates and content blocks are DOCX files: say so in their document types, so any other upload is a 415.
+    types = sa.table("document_types", sa.column("name", sa.String), sa.column("allowed_media_types", JSON))
+    op.execute(types.update().where(types.c.name.in_(["template", "content-block"]))
+               .values(allowed_media_types=[DOCX]))
 
 
 def downgrade() -> None:
+    types = sa.table("document_types", sa.column("name", sa.String), sa.column("allowed_media_types", JSON))
+    op.execute(types.update().where(types.c.name.in_(["template", "content-block"])).values(allowed_media_types=[]))
     op.drop_index("ix_correspondence_rules_template", table_name="correspondence_rules")
     op.drop_table("correspondence_rules")
     op.drop_index("ix_correspondence_versions_template",
