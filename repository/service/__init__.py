@@ -1,7 +1,21 @@
 """The repository's service functions: keyword-only, session first, never committing."""
 
 from repository.service.checkout import cancel_checkout, checkin, checkout, prepare_upload
-from repository.service.customers import create_customer, get_customer, search_customers
+from repository.service.customers import (
+    ImportReport,
+    clear_undeliverable,
+    consent_history,
+    create_customer,
+    current_consents,
+    current_consents_of,
+    get_customer,
+    import_customers,
+    mark_undeliverable,
+    record_consent,
+    search_customers,
+    search_customers_page,
+    update_customer,
+)
 from repository.service.document_types import create_type, get_type, list_types
 from repository.service.documents import (
     Page,
@@ -17,24 +31,34 @@ from repository.service.documents import (
 )
 
 __all__ = [
+    "ImportReport",
     "Page",
     "cancel_checkout",
     "checkin",
     "checkout",
+    "clear_undeliverable",
+    "consent_history",
     "create_customer",
     "create_document",
     "create_type",
+    "current_consents",
+    "current_consents_of",
     "get_customer",
     "get_document",
     "get_type",
     "get_version",
+    "import_customers",
     "list_documents",
     "list_types",
     "list_versions",
+    "mark_undeliverable",
     "prepare_upload",
     "read_version",
+    "record_consent",
     "restore_document",
     "search_customers",
+    "search_customers_page",
     "trash_document",
+    "update_customer",
     "update_document",
 ]
