@@ -1,4 +1,5 @@
-"""Garbage collection of blobs no version points at (left by a crash between storing content and commit)."""
+"""Garbage collection of blobs no version or working copy points at (left by a crash between storing content and
+commit, or by a working copy that was replaced or discarded)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, union
 
 from repository.content import SPOOL_PREFIX
 from repository.db import transaction
-from repository.models import DocumentVersion
+from repository.models import Document, DocumentVersion
 from repository.storage import BlobInfo, BlobStore
 from repository.types import utcnow
 
@@ -48,7 +49,7 @@ def collect_scratch(tmp_dir: Path, *, min_age: dt.timedelta, dry_run: bool = Fal
 
 
 def collect(store: BlobStore, *, min_age: dt.timedelta, dry_run: bool = False) -> GcReport:
-    """Remove blobs older than `min_age` that no version references, and abandoned partial writes.
+    """Remove blobs older than `min_age` that no version or working copy references, and abandoned partial writes.
 
     References are checked batch by batch, each in its own short read-only transaction, so a long collection
     never holds the database; `min_age` (and the store's refresh of reused blobs) keeps in-flight uploads safe.
@@ -60,7 +61,10 @@ def collect(store: BlobStore, *, min_age: dt.timedelta, dry_run: bool = False) -
         old = [b for b in batch if b.modified <= cutoff]
         partial = [b.key for b in old if "/.tmp-" in b.key]
         keys = [b.key for b in old if "/.tmp-" not in b.key]
-        stmt = select(DocumentVersion.blob_key).where(DocumentVersion.blob_key.in_(keys))
+        stmt = union(
+            select(DocumentVersion.blob_key).where(DocumentVersion.blob_key.in_(keys)),
+            select(Document.working_blob_key).where(Document.working_blob_key.in_(keys)),
+        )
         with transaction(readonly=True) as session:
             used = set(session.execute(stmt).scalars())
         orphans = [k for k in keys if k not in used]

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -98,7 +99,13 @@ class Document(Base):
     """A versioned document; its current version and check-out lock live on this row."""
 
     __tablename__ = "documents"
-    __table_args__ = (Index("ix_documents_type_created", "document_type_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_documents_type_created", "document_type_id", "created_at", "id"),
+        # A name appears once among a folder's active documents (a document's name in a folder is its title).
+        Index("uq_documents_folder_title", "folder_id", "title", unique=True,
+              sqlite_where=text("state = 'active' AND folder_id IS NOT NULL"),
+              postgresql_where=text("state = 'active' AND folder_id IS NOT NULL")),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     title: Mapped[str] = mapped_column(String(500))
@@ -117,11 +124,63 @@ class Document(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     trashed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     trashed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    folder_id: Mapped[str | None] = mapped_column(ForeignKey("folders.id"), index=True)
+    # The lock holder's private working copy (saved, not yet checked in), encrypted under the document's key.
+    working_blob_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    working_sha256: Mapped[str | None] = mapped_column(String(64))
+    working_size: Mapped[int | None] = mapped_column(BigInteger)
+    working_media_type: Mapped[str | None] = mapped_column(String(200))
+    working_filename: Mapped[str | None] = mapped_column(String(500))
+    working_saved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def version_label(self) -> str:
         """The current version as "major.minor"."""
         return f"{self.current_major}.{self.current_minor}"
+
+
+ROOT_FOLDER_ID = "00000000-0000-0000-0000-000000000000"
+
+
+class Folder(Base):
+    """A folder of the file tree that WebDAV shows under /dav/files/; the root row is created by migration 0003."""
+
+    __tablename__ = "folders"
+    __table_args__ = (UniqueConstraint("parent_id", "name", name="uq_folders_parent_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("folders.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DavLock(Base):
+    """A WebDAV lock; a lock on a document goes with that document's check-out (see api/dav/_locks.py)."""
+
+    __tablename__ = "dav_locks"
+
+    token: Mapped[str] = mapped_column(String(100), primary_key=True)
+    root: Mapped[str] = mapped_column(String(2000), index=True)
+    principal: Mapped[str] = mapped_column(String(150))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    scope: Mapped[str] = mapped_column(String(20))
+    depth: Mapped[str] = mapped_column(String(20))
+    owner: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    timeout: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    document_id: Mapped[str | None] = mapped_column(ForeignKey("documents.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DavProperty(Base):
+    """A WebDAV dead property (PROPPATCH) of a document or folder, kept across restarts."""
+
+    __tablename__ = "dav_properties"
+
+    resource: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class DocumentVersion(Base):

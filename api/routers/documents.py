@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -281,22 +283,91 @@ def cancel_checkout(document_id: str, user: CurrentUser,
     return Response(status_code=204)
 
 
+def _has_body(request: Request) -> bool:
+    return bool(request.headers.get("content-type") or request.headers.get("transfer-encoding")
+                or request.headers.get("content-length", "0") not in ("", "0"))
+
+
 @router.post("/{document_id}/checkin", status_code=201, response_model=VersionOut)
 async def checkin(document_id: str, request: Request, user: CurrentUser) -> VersionOut:
-    """Check in new content as the next version (multipart: file, major?, comment?)."""
+    """Check in new content as the next version (multipart: file, major?, comment?); without a file (or without a
+    body) the caller's saved working copy becomes the version."""
     settings = get_settings()
-    sealer = await run_in_threadpool(_prepare_upload, user, document_id)
-    form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir, sealer=sealer)
-    staged = form.file
+    fields: dict[str, str] = {}
+    staged = None
+    if _has_body(request):
+        sealer = await run_in_threadpool(_prepare_upload, user, document_id)
+        form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir,
+                               sealer=sealer, require_file=False)
+        fields, staged = form.fields, form.file
     try:
-        return await run_in_threadpool(_checkin, document_id, user, form.fields, staged)
+        return await run_in_threadpool(_checkin, document_id, user, fields, staged)
     finally:
-        staged.release()
+        if staged is not None:
+            staged.release()
 
 
-def _checkin(document_id: str, user: User, fields: dict[str, str], staged: StagedContent) -> VersionOut:
+def _checkin(document_id: str, user: User, fields: dict[str, str], staged: StagedContent | None) -> VersionOut:
     major = _bool(fields.get("major"), "major")
     with transaction() as session:
         v = service.checkin(session, document_id=document_id, actor=user, content=staged, major=major,
                             comment=fields.get("comment", ""))
         return version_out(session, v)
+
+
+class WorkingCopyOut(BaseModel):
+    """The caller's saved, not yet checked-in working copy of a document they have checked out."""
+
+    document_id: str
+    sha256: str
+    size: int
+    media_type: str
+    filename: str
+    saved_at: dt.datetime
+
+
+def _working_out(w: service.WorkingCopy) -> WorkingCopyOut:
+    return WorkingCopyOut(document_id=w.document_id, sha256=w.sha256, size=w.size, media_type=w.media_type,
+                          filename=w.filename, saved_at=w.saved_at)
+
+
+@router.put("/{document_id}/working-copy", response_model=WorkingCopyOut)
+async def save_working_copy(document_id: str, request: Request, user: CurrentUser) -> WorkingCopyOut:
+    """Save content as the caller's working copy of a document they have checked out (multipart: file); check it
+    in later with POST .../checkin without a file."""
+    settings = get_settings()
+    sealer = await run_in_threadpool(_prepare_upload, user, document_id)
+    form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir, sealer=sealer)
+    staged = form.file
+    try:
+        return await run_in_threadpool(_save_working_copy, document_id, user, staged)
+    finally:
+        staged.release()
+
+
+def _save_working_copy(document_id: str, user: User, staged: StagedContent) -> WorkingCopyOut:
+    with transaction() as session:
+        return _working_out(service.save_working_copy(session, actor=user, document_id=document_id,
+                                                      content=staged))
+
+
+@router.get("/{document_id}/working-copy")
+def working_copy(document_id: str, user: CurrentUser) -> Response:
+    """The caller's working copy, streamed (404 for anyone but the lock holder, or when none was saved)."""
+    with transaction(readonly=True) as session:
+        w, stream = service.read_working_copy(session, actor=user, document_id=document_id)
+    first = next(stream, b"")  # fail before the status line is sent if the content cannot be read
+    headers = {
+        "ETag": f'"{w.sha256}"',
+        "Content-Length": str(w.size),
+        "X-Content-Type-Options": "nosniff",
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(w.filename or document_id)}",
+        "X-Working-Copy-Saved-At": w.saved_at.isoformat(),
+    }
+
+    async def body():  # noqa: ANN202
+        yield first
+        while batch := await run_in_threadpool(_take, stream, SEND_BATCH):
+            yield batch
+
+    return StreamingResponse(body(), media_type=w.media_type, headers=headers)

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import case, or_, select, update
 from sqlalchemy.orm import Session
 
-from repository import audit, events, vault
+from repository import audit, events, validators, vault
 from repository.access import ADMIN, can_write, deny_write
 from repository.config import get_settings
 from repository.content import StagedContent
-from repository.errors import DocumentLockedError, InvalidInputError, NotCheckedOutError
+from repository.errors import (
+    DocumentLockedError,
+    DocumentStateError,
+    IntegrityError,
+    InvalidInputError,
+    NotCheckedOutError,
+)
 from repository.identity import username_of
 from repository.models import Document, DocumentType, DocumentVersion, User
 from repository.runtime import get_runtime
 from repository.service.documents import add_version, lock_holder, writable_document
+from repository.service.working_copy import (
+    CLEARED,
+    WORKING_COLUMNS,
+    WorkingCopy,
+    check_media_type,
+    open_blob,
+    working_copy_of,
+)
 from repository.types import utcnow
 
 
@@ -47,10 +61,13 @@ def prepare_upload(session: Session, *, actor: User, document_id: str | None = N
 
 
 def checkout(session: Session, *, actor: User, document_id: str) -> Document:
-    """Take the exclusive lock; the holder calling again extends it. DocumentLockedError if someone else holds it."""
+    """Take the exclusive lock; the holder calling again extends it. DocumentLockedError if someone else holds it.
+    A working copy survives only a check-out by the same user (another user's is discarded)."""
     document = writable_document(session, actor=actor, document_id=document_id, what="check out this document")
     now = utcnow()
     expires = now + dt.timedelta(hours=get_settings().lock_lifetime_hours)
+    same_holder = Document.checked_out_by == actor.id
+    keep_working = {c: case((same_holder, getattr(Document, c)), else_=None) for c in WORKING_COLUMNS}
     # One conditional UPDATE decides the race: exactly one concurrent caller sees rowcount 1.
     result = session.execute(
         update(Document)
@@ -62,7 +79,8 @@ def checkout(session: Session, *, actor: User, document_id: str) -> Document:
                 Document.lock_expires_at <= now,
             ),
         )
-        .values(checked_out_by=actor.id, checked_out_at=now, lock_expires_at=expires, revision=Document.revision + 1)
+        .values(checked_out_by=actor.id, checked_out_at=now, lock_expires_at=expires, revision=Document.revision + 1,
+                **keep_working)
         .execution_options(synchronize_session=False)
     )
     session.refresh(document)
@@ -85,34 +103,76 @@ def checkin(
     *,
     document_id: str,
     actor: User,
-    content: StagedContent,
+    content: StagedContent | None = None,
     major: bool = False,
     comment: str = "",
 ) -> DocumentVersion:
-    """Add the next version from the lock holder and release the lock."""
+    """Add the next version from the lock holder and release the lock; without `content` the holder's working
+    copy becomes the version (InvalidInputError when there is none). A working copy is cleared either way."""
     document = writable_document(session, actor=actor, document_id=document_id, what="check in this document")
     now = utcnow()
+    working = working_copy_of(document) if content is None else None
+    if content is None and working is None and lock_holder(document, now) == actor.id:
+        raise InvalidInputError(f"document {document_id} has no working copy to check in; save one or send the "
+                                "content", field="file")
+    holds = [Document.id == document_id, Document.checked_out_by == actor.id, Document.lock_expires_at > now]
+    if working is not None:  # the version must be the working copy that was read above, not a newer save
+        holds.append(Document.working_blob_key == working.blob_key)
     released = session.execute(
         update(Document)
-        .where(Document.id == document_id, Document.checked_out_by == actor.id, Document.lock_expires_at > now)
+        .where(*holds)
         .values(checked_out_by=None, checked_out_at=None, lock_expires_at=None, revision=Document.revision + 1,
-                updated_at=now)
+                updated_at=now, **CLEARED)
         .execution_options(synchronize_session=False)
     )
     if released.rowcount != 1:
         session.refresh(document)
+        if working is not None and lock_holder(document, now) == actor.id:
+            raise DocumentStateError(f"the working copy of document {document_id} changed meanwhile; try again")
         raise _not_holder(session, document, actor, now)
     session.refresh(document)
-    version = add_version(session, document=document, actor=actor, content=content, major=major, comment=comment)
+    if working is not None:
+        version = _version_from_working_copy(session, document, actor, working, major, comment)
+    else:
+        version = add_version(session, document=document, actor=actor, content=content, major=major,
+                              comment=comment)
     audit.record(session, actor=actor.username, action="document.checked_in", object_type="document",
                  object_id=document_id, details={"version": version.label, "sha256": version.sha256,
-                                                 "size": version.size, "comment": version.comment})
+                                                 "size": version.size, "comment": version.comment,
+                                                 "from_working_copy": working is not None})
     events.emit(session, events.DOCUMENT_CHECKED_IN, {"document_id": document_id, "version": version.label})
     return version
 
 
+def _version_from_working_copy(
+    session: Session, document: Document, actor: User, working: WorkingCopy, major: bool, comment: str
+) -> DocumentVersion:
+    """The next version pointing at the working copy's blob (no copy), after the same checks as new content."""
+    doc_type = check_media_type(session, document, working.media_type)
+
+    def reopen():  # noqa: ANN202
+        return open_blob(session, document_id=document.id, blob_key=working.blob_key, size=working.size)
+
+    validators.validate(session, validators.Candidate(
+        document_type=doc_type.name, document_id=document.id, media_type=working.media_type,
+        filename=working.filename, size=working.size, open=reopen,
+    ))
+    if not get_runtime().store.refresh(working.blob_key):  # refreshed: a young blob again, which gc spares
+        raise IntegrityError(f"the working copy of document {document.id} is missing from the blob store")
+    new = (document.current_major + 1, 0) if major else (document.current_major, document.current_minor + 1)
+    version = DocumentVersion(
+        document_id=document.id, major=new[0], minor=new[1], blob_key=working.blob_key, sha256=working.sha256,
+        size=working.size, media_type=working.media_type, filename=working.filename, created_by=actor.id,
+        comment=(comment or "")[:2000],
+    )
+    session.add(version)
+    document.current_major, document.current_minor = new
+    return version
+
+
 def cancel_checkout(session: Session, *, actor: User, document_id: str, reason: str | None = None) -> Document:
-    """The holder cancels their check-out; an admin may break another user's, giving a reason."""
+    """The holder cancels their check-out; an admin may break another user's, giving a reason. Either way the
+    holder's working copy is discarded."""
     document = writable_document(session, actor=actor, document_id=document_id, what="cancel this check-out")
     now = utcnow()
     holder = lock_holder(document, now)
@@ -127,14 +187,18 @@ def cancel_checkout(session: Session, *, actor: User, document_id: str, reason: 
     result = session.execute(
         update(Document)
         .where(Document.id == document_id, Document.checked_out_by == holder)
-        .values(checked_out_by=None, checked_out_at=None, lock_expires_at=None, revision=Document.revision + 1)
+        .values(checked_out_by=None, checked_out_at=None, lock_expires_at=None, revision=Document.revision + 1,
+                **CLEARED)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
         raise NotCheckedOutError(f"the check-out of document {document_id} changed meanwhile; try again")
+    discarded = working_copy_of(document)  # as loaded before the update
     session.refresh(document)
     action = "document.checkout_broken" if breaking else "document.checkout_cancelled"
     details = {"holder": username_of(session, holder)}
+    if discarded is not None:
+        details["discarded_working_copy"] = discarded.sha256
     if breaking:
         details["reason"] = reason.strip()
     audit.record(session, actor=actor.username, action=action, object_type="document", object_id=document_id,
