@@ -19,6 +19,7 @@ from jinja2 import Undefined
 from lxml import etree
 from markupsafe import Markup
 
+from correspondence.errors import RenderError
 from correspondence.rendering.model import InlineImageData
 from correspondence.rendering.state import Media, current
 
@@ -47,7 +48,10 @@ def check_named_images(images: Mapping[str, bytes]) -> dict[str, bytes]:
     """The compile-time images, each checked to be a picture Word can show."""
     checked = {}
     for name, data in images.items():
-        probe(data, f"image {name!r}")
+        try:
+            probe(data, f"image {name!r}")
+        except ValueError as exc:
+            raise RenderError(str(exc), image=str(name)) from None
         checked[str(name)] = data
     return checked
 

@@ -169,7 +169,7 @@ def parse_expression(expression: str) -> nodes.Expr:
 
 def check_condition(expression: str) -> None:
     """Check a targeting rule's condition: one expression, no private attributes, no block()/slot()."""
-    expr = parse_expression(expression)
+    expr = nodes.Output([parse_expression(expression)])  # find_all() looks below a node, not at it
     found = unsafe_access(expr)
     if found:
         raise TemplateSecurityError(f"the condition reads {found[0]}, which the rendering sandbox forbids",
