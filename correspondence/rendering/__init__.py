@@ -1,7 +1,13 @@
 """Sandboxed DOCX rendering of correspondence templates (docxtpl syntax): inspect, compile once, render many.
 
-Pure: no database, no web framework. The caller caches `CompiledTemplate`s keyed by template version, block
+Pure: no database, no web framework. The caller checks templates in with `inspect_template` (syntax, blocks,
+slots, variables for the schema check), caches `compile_template` results keyed by template version, block
 versions and rules, builds contexts with `make_context`, and converts the DOCX output to PDF elsewhere.
+
+Decisions, each detailed in its module: undefined values print as nothing but fail when iterated, computed with
+or formatted (`sandbox`); blocks and slots are expanded at compile time and may not nest (`blocks`); images are
+named at compile time or given in the data as `InlineImageData` (`images`); `render_many` refuses templates whose
+headers, footers or notes contain Jinja (`render`).
 """
 
 from correspondence.rendering.compiler import CompiledTemplate, compile_template, inspect_template

@@ -12,7 +12,7 @@ from jinja2 import Template, meta, nodes
 from jinja2.exceptions import TemplateSyntaxError as JinjaSyntaxError
 from lxml import etree
 
-from correspondence.errors import RenderError, TemplateSecurityError, UnknownBlockError
+from correspondence.errors import RenderError, TemplateSecurityError, TemplateSyntaxError, UnknownBlockError
 from correspondence.rendering import blocks as blk
 from correspondence.rendering import docxparts as dp
 from correspondence.rendering.images import IMAGE_TYPES, check_named_images
@@ -81,6 +81,11 @@ def _parse(part: str, source: str) -> _Source:
         tree = ENV.parse(source)
     except JinjaSyntaxError as exc:
         raise syntax_error(ENV, exc, source, part) from None
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        tag, paragraph, line = node_location(source, node)
+        raise TemplateSyntaxError(f"include, import and extends are not available in letters ({part}); use "
+                                  "{{ block('name') }} for shared content", tag=tag, paragraph=paragraph, part=part,
+                                  line=line)
     found = unsafe_access(tree)
     if found:
         what, line = found

@@ -138,6 +138,14 @@ def test_headers_and_footers_are_rendered_with_the_letter() -> None:
     assert len(section.footer.part.package.image_parts) == 1
 
 
+def test_columns_from_a_list_keep_the_table_grid_right() -> None:
+    template = make_docx(["Columns"], table=[["{%tc for c in columns %}", "{{ c }}", "{%tc endfor %}"]])
+    out = render_one(compile_template(io.BytesIO(template), blocks={}), {"columns": ["Q1", "Q2", "Q3", "Q4"]})
+    table = Document(io.BytesIO(out)).tables[0]
+    assert len(table.columns) == 4
+    assert [c.text for c in table.rows[0].cells] == ["Q1", "Q2", "Q3", "Q4"]
+
+
 def test_line_breaks_in_the_data_become_line_breaks() -> None:
     compiled = compile_template(io.BytesIO(make_docx(["{{ address }}"])), blocks={})
     out = render_one(compiled, {"address": "1 High Street\nLondon\nSW1A 1AA"})

@@ -102,6 +102,13 @@ def test_blocks_must_be_literal_and_alone_in_their_paragraph(paragraph: str, mes
     assert error.extra["paragraph"] == paragraph
 
 
+@pytest.mark.parametrize("paragraph", ["{% include 'other.docx' %}", "{% extends 'base' %}",
+                                       "{% import 'macros' as m %}", "{% from 'x' import y %}"])
+def test_include_import_and_extends_are_refused(paragraph: str) -> None:
+    error = syntax_error("Dear customer,", paragraph)
+    assert "block(" in error.detail and error.extra["tag"] == paragraph
+
+
 def test_blocks_cannot_be_used_in_headers() -> None:
     error = syntax_error("Body", header="{{ block('legal') }}")
     assert "body" in error.detail and error.extra["part"] == "word/header1.xml"
@@ -117,6 +124,7 @@ def test_an_unknown_block_is_refused_naming_it() -> None:
         compile_template(io.BytesIO(template), blocks=blocks(other=make_docx(["x"])))
     assert caught.value.extra["block"] == "legal"
     assert caught.value.extra["tag"] == "{{ block('legal') }}"
+    assert caught.value.extra["paragraph"] == "{{ block('legal') }}"
     assert "legal" in caught.value.detail
 
 
