@@ -200,13 +200,22 @@ def _compile(part: str, source: str) -> Template:
         raise syntax_error(ENV, exc, source, part) from None
 
 
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise dp.bad_docx() from None
+
+
 def _content_types(data: bytes) -> bytes:
     """[Content_Types].xml with defaults for the picture types image() may add."""
-    text = data.decode("utf-8")
+    text = _text(data)
     missing = [ext for ext in ("png", "jpeg", "gif")
                if not re.search(rf'Extension="{ext}"', text, re.IGNORECASE)]
     if not missing:
         return data
+    if "</Types>" not in text:
+        raise dp.bad_docx()
     extra = "".join(f'<Default Extension="{ext}" ContentType="{IMAGE_TYPES[ext]}"/>' for ext in missing)
     end = text.index("</Types>")
     return (text[:end] + extra + text[end:]).encode("utf-8")
@@ -227,7 +236,7 @@ def compile_template(docx: BinaryIO, *, blocks: Mapping[str, BlockSource], rules
     parts = tuple(CompiledPart(name=s.part, source=s.source, template=_compile(s.part, s.source))
                   for s in analysis.parts if "{{" in s.source or "{%" in s.source)
     rendered = {analysis.main, *(p.name for p in parts)}
-    rels = {name: analysis.members[rels_name(name)].decode("utf-8") if rels_name(name) in analysis.members else None
+    rels = {name: _text(analysis.members[rels_name(name)]) if rels_name(name) in analysis.members else None
             for name in rendered}
     skip = rendered | {rels_name(name) for name in rendered}
     static = [("[Content_Types].xml", _content_types(analysis.members["[Content_Types].xml"]))]

@@ -71,11 +71,13 @@ class RenderState:
             for name, rid in added.items())
         if original is None:
             return f'{XML_DECL}<Relationships xmlns="{RELS_NS}">{extra}</Relationships>'
-        end = original.rindex("</Relationships>") if "</Relationships>" in original else -1
-        if end < 0:  # an empty <Relationships/> element
-            return original.replace("/>", f">{extra}</Relationships>", 1) if original.rstrip().endswith("/>") \
-                else f'{XML_DECL}<Relationships xmlns="{RELS_NS}">{extra}</Relationships>'
-        return original[:end] + extra + original[end:]
+        end = original.rfind("</Relationships>")
+        if end >= 0:
+            return original[:end] + extra + original[end:]
+        empty = original.rstrip()
+        if empty.endswith("/>"):  # <Relationships .../>
+            return f"{empty[:-2]}>{extra}</Relationships>"
+        return f'{XML_DECL}<Relationships xmlns="{RELS_NS}">{extra}</Relationships>'
 
 
 XML_DECL = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
