@@ -220,5 +220,72 @@ def gc(
                   f"{len(report.partial)} partial blobs, and {scratch} abandoned upload spool files")
 
 
+customers_app = typer.Typer(help="The customer registry.", no_args_is_help=True)
+app.add_typer(customers_app, name="customers")
+
+
+@customers_app.command("import")
+def customers_import(
+    file: Path,
+    as_user: Annotated[str, typer.Option("--as", help="the staff user (admin or helpdesk) to import as")] = "admin",
+    fmt: Annotated[str | None, typer.Option("--format", help="csv or jsonl (default: from the file name)")] = None,
+    chunk_size: Annotated[int, typer.Option(help="rows committed per transaction (at most 1000)")] = 500,
+    rejects: Annotated[Path | None, typer.Option(help="write every rejected row to this file as JSON lines")] = None,
+) -> None:
+    """Upsert customers from a CSV (with a header row) or JSON Lines FILE on their external_ref. Exit 1 when some
+    rows were rejected (the others are imported), 2 when the file could not be imported at all."""
+    import json
+
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from repository.customer_import import import_file
+    from repository.models import User
+
+    if not file.is_file():
+        _fail(f"{file} is not a file", 2)
+    with transaction(readonly=True) as session:
+        user = session.execute(select(User).where(User.username == as_user)).scalar_one_or_none()
+        if user is None:
+            _fail(f"there is no user {as_user!r}; pass --as USERNAME", 2)
+        session.expunge(user)
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+               TimeRemainingColumn())
+    reject_file = rejects.open("w", encoding="utf-8") if rejects else None
+    try:
+        with Progress(*columns, console=console) as progress, file.open("rb") as stream:
+            task = progress.add_task("importing", total=max(file.stat().st_size, 1))
+
+            def advance(so_far: service.ImportReport, done: int) -> None:
+                progress.update(task, completed=done, description=f"{so_far.rows} rows, {so_far.rejected_count} "
+                                                                  "rejected")
+
+            def keep(rejected: dict) -> None:
+                reject_file.write(json.dumps(rejected, ensure_ascii=False) + "\n")
+
+            report = import_file(stream, actor=user, fmt=fmt, filename=file.name, chunk_size=chunk_size,
+                                 on_progress=advance, on_rejection=keep if reject_file else None)
+    except RepositoryError as exc:
+        _fail(f"nothing imported: {exc.detail}", 2)
+    finally:
+        if reject_file:
+            reject_file.close()
+    console.print(f"customers import of {file}")
+    table = Table()
+    table.add_column("result")
+    table.add_column("rows", justify="right")
+    for label, count in (("imported", report.imported), ("updated", report.updated),
+                         ("unchanged", report.unchanged), ("rejected", report.rejected_count)):
+        table.add_row(label, str(count))
+    console.print(table)
+    for row in report.rejected[:20]:
+        problems = "; ".join(f"{e['field'] or 'row'}: {e['message']}" for e in row["errors"])
+        console.print(f"  [yellow]line {row['line']}[/yellow] {row['external_ref'] or ''}: {problems}")
+    if report.rejected_count > 20:
+        console.print(f"  ... and {report.rejected_count - 20} more" + ("" if rejects else " (use --rejects FILE)"))
+    if report.rejected_count:
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()

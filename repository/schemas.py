@@ -5,23 +5,131 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Address(BaseModel):
+    """A postal address; the service checks completeness and the postcode format of the country."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lines: list[str] = Field(default_factory=list, description="1-4 lines: house, street, locality")
+    city: str | None = None
+    region: str | None = None
+    postcode: str | None = None
+    country: str | None = Field(None, description="ISO 3166-1 alpha-2, like GB")
 
 
 class CustomerIn(BaseModel):
-    """A customer to register."""
+    """A customer to register; only external_ref and name are required."""
+
+    model_config = ConfigDict(extra="forbid")
 
     external_ref: str = Field(min_length=1, max_length=200)
     name: str = Field(min_length=1, max_length=300)
+    salutation: str | None = Field(None, description='how letters greet the customer, like "Dear Ms Smith"')
+    title: str | None = Field(None, description="Ms, Dr, ...")
+    address: Address | None = None
+    email: str | None = None
+    mobile: str | None = Field(None, description="E.164, or national form of the address country")
+    locale: str | None = Field(None, description="BCP 47 language tag; en-GB when not given")
+    channel_preferences: dict[str, str] | None = Field(
+        None, description='communication category -> print, email, sms, portal or none, like {"statements": "email"}')
+    paperless: bool = False
+    segment: dict[str, Any] | None = Field(None, description="free attributes for targeting")
+
+
+class CustomerPatch(BaseModel):
+    """Changes to a customer: only the fields sent change; null clears an optional field; address is replaced
+    whole."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_ref: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=300)
+    salutation: str | None = None
+    title: str | None = None
+    address: Address | None = None
+    email: str | None = None
+    mobile: str | None = None
+    locale: str | None = None
+    channel_preferences: dict[str, str] | None = None
+    paperless: bool | None = None
+    segment: dict[str, Any] | None = None
+
+
+class ConsentIn(BaseModel):
+    """A consent decision to record."""
+
+    purpose: str = Field(min_length=1, max_length=100, description="like marketing-email")
+    granted: bool
+    source: str = Field(min_length=1, max_length=100, description="like web-form or call-centre")
+
+
+class ConsentOut(BaseModel):
+    """A recorded consent decision."""
+
+    purpose: str
+    granted: bool
+    source: str
+    recorded_at: dt.datetime
+    recorded_by: str
+
+
+class UndeliverableIn(BaseModel):
+    """Why the customer's postal address is undeliverable."""
+
+    reason: str = Field(min_length=1, max_length=500, description="like: returned by Royal Mail, addressee gone away")
 
 
 class CustomerOut(BaseModel):
-    """A registered customer."""
+    """A registered customer with its current consents."""
 
     id: str
     external_ref: str
     name: str
+    salutation: str
+    title: str
+    address: Address | None
+    email: str | None
+    mobile: str | None
+    locale: str
+    channel_preferences: dict[str, str]
+    paperless: bool
+    segment: dict[str, Any]
+    address_undeliverable: bool
+    undeliverable_reason: str | None
+    undeliverable_at: dt.datetime | None
+    consents: list[ConsentOut]
+    version: int
     created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class FieldProblem(BaseModel):
+    """One bad field."""
+
+    field: str
+    message: str
+
+
+class RejectedRow(BaseModel):
+    """A row an import rejected."""
+
+    line: int
+    external_ref: str | None
+    errors: list[FieldProblem]
+
+
+class ImportReportOut(BaseModel):
+    """What a customer import did."""
+
+    imported: int
+    updated: int
+    unchanged: int
+    rejected_count: int
+    rejected: list[RejectedRow] = Field(description="the first 1000 rejected rows")
+    rejected_truncated: bool
 
 
 class DocumentTypeIn(BaseModel):

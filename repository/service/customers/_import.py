@@ -112,7 +112,8 @@ def import_customers(session: Session, *, actor: User, rows: Iterable[tuple[int,
             try:
                 with session.begin_nested():
                     if existing is None:
-                        known[ref] = insert_customer(session, actor=actor, fields=dict(row), source=source)
+                        known[ref] = insert_customer(session, actor=actor, fields=dict(row), source=source,
+                                                     known_new=True)
                         report.imported += 1
                     elif apply_changes(session, actor=actor, customer=existing, changes=dict(row), source=source):
                         report.updated += 1

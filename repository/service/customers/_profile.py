@@ -48,10 +48,13 @@ def _duplicate(external_ref: str) -> DuplicateError:
     return DuplicateError(f"a customer with external_ref {external_ref!r} already exists", field="external_ref")
 
 
-def insert_customer(session: Session, *, actor: User, fields: dict[str, Any], source: str = "api") -> Customer:
-    """Check and insert a customer (no role check: callers do that once)."""
+def insert_customer(session: Session, *, actor: User, fields: dict[str, Any], source: str = "api",
+                    known_new: bool = False) -> Customer:
+    """Check and insert a customer (no role check: callers do that once); `known_new` skips the look-up of the
+    external reference for a caller that has just looked (the unique constraint still guards it)."""
     clean = check_profile({**empty_profile(), **fields})
-    if session.execute(select(Customer.id).where(Customer.external_ref == clean["external_ref"])).first():
+    if not known_new and session.execute(
+            select(Customer.id).where(Customer.external_ref == clean["external_ref"])).first():
         raise _duplicate(clean["external_ref"])
     customer = Customer(**clean, address_undeliverable=False, version=1)
     session.add(customer)
