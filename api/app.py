@@ -7,9 +7,11 @@ import threading
 
 from fastapi import FastAPI
 
+from api import dav
 from api.errors import install_error_handlers, problem
 from api.metrics import MetricsMiddleware
-from api.routers import audit, auth, customers, document_types, documents, health
+from api.routers import audit, auth, customers, document_types, documents, health, templates
+from correspondence import events as correspondence_events
 from repository.config import get_settings
 from repository.db import get_engine
 from repository.events import run_worker
@@ -37,7 +39,8 @@ class HeaderLimitMiddleware:
 
 
 def register_subscribers() -> None:
-    """Each domain package registers its outbox subscribers here at start-up."""
+    """Each domain package registers its outbox subscribers and content checks here at start-up."""
+    correspondence_events.register()
 
 
 def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
@@ -69,6 +72,9 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (auth, customers, document_types, documents, audit, health):
         app.include_router(module.router)
+    app.include_router(templates.templates_router)
+    app.include_router(templates.blocks_router)
+    app.mount(dav.MOUNT, dav.create_dav_asgi())  # WebDAV: edit documents and templates in place
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware)
     return app
