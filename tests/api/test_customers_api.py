@@ -383,3 +383,13 @@ def test_import_over_the_size_limit_is_413(repo, monkeypatch, make_user) -> None
         response = small.post(IMPORT, content=big.encode(), headers={**helpdesk.headers, "Content-Type": "text/csv"})
         assert_problem(response, 413, "limit")
         assert small.get(CUSTOMERS, headers=helpdesk.headers).json() == []
+
+
+def test_create_with_the_same_idempotency_key_registers_once(client, helpdesk) -> None:
+    headers = {**helpdesk.headers, "Idempotency-Key": "key-1"}
+    first = client.post(CUSTOMERS, json=ADA, headers=headers)
+    again = client.post(CUSTOMERS, json=ADA, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert again.headers["etag"] == '"1"'
+    assert len(client.get(CUSTOMERS, headers=helpdesk.headers).json()) == 1
