@@ -125,7 +125,9 @@ def _analyse(data: bytes) -> _Analysis:
             or "<w:pict" in src.source
     info = TemplateInfo(variables=frozenset(variables - set(RESERVED) - KNOWN_GLOBALS),
                         blocks=frozenset(i.name for i in inclusions if i.kind == "block"),
-                        slots=frozenset(i.name for i in inclusions if i.kind == "slot"), has_images=has_images)
+                        slots=frozenset(i.name for i in inclusions if i.kind == "slot"), has_images=has_images,
+                        block_places={i.name: (i.tag, i.paragraph) for i in reversed(inclusions)
+                                      if i.kind == "block"})
     return _Analysis(members=members, main=main, body=body, body_src=body_src, inclusions=inclusions, parts=parts,
                      info=info)
 

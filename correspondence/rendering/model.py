@@ -37,6 +37,8 @@ class TemplateInfo:
     blocks: frozenset[str]
     slots: frozenset[str]
     has_images: bool
+    # Where each block is first included, as (tag, paragraph text), so a check can point at it.
+    block_places: Mapping[str, tuple[str, str]] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

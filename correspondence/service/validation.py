@@ -34,8 +34,9 @@ def check_template(session: Session, candidate: validators.Candidate) -> None:
                                                             Template.name.in_(sorted(info.blocks)))).scalars())
     missing = sorted(info.blocks - known)
     if missing:
+        tag, paragraph = info.block_places.get(missing[0], (f"{{{{ block('{missing[0]}') }}}}", ""))
         raise UnknownBlockError(f"the template includes content block(s) that do not exist: {', '.join(missing)}",
-                                tag=f"{{{{ block('{missing[0]}') }}}}", blocks=missing)
+                                tag=tag, paragraph=paragraph, blocks=missing)
 
 
 def check_block(session: Session, candidate: validators.Candidate) -> None:

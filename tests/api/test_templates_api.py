@@ -86,6 +86,7 @@ def test_check_in_with_broken_jinja_names_the_tag_and_paragraph(client, author) 
     assert "if" in problem["tag"] and "Pay" in problem["paragraph"]
     response = checkin(client, author, template["document_id"], make_docx(["{{ block('nowhere') }}"]))
     assert response.status_code == 422 and "nowhere" in response.json()["detail"]
+    assert response.json()["tag"] == "{{ block('nowhere') }}"
     fixed = checkin(client, author, template["document_id"], make_docx(["Pay {{ balance }} now"]))
     assert fixed.status_code == 201, fixed.text
 
