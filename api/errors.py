@@ -83,6 +83,12 @@ def _audit_denial(exc: errors.RepositoryError) -> None:
         log.exception("could not audit an access denial")
 
 
+def audit_denial(exc: errors.RepositoryError) -> None:
+    """Audit a denied read or change in its own transaction (for interfaces outside FastAPI, such as WebDAV)."""
+    if isinstance(exc, (AccessDeniedError, errors.PermissionDeniedError)):
+        _audit_denial(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error as problem details, never with a stack trace."""
 

@@ -1,0 +1,145 @@
+"""Snapshots of documents as one caller sees them (the holder sees their working copy), read in one transaction
+and used after it; reading and writing their content."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from api.dav._common import PlainReader, UploadWriter, service
+from repository import service as repo
+from repository import vault
+from repository.access import can_write
+from repository.config import get_settings
+from repository.content import ContentStager, StagedContent
+from repository.crypto import decrypt_range
+from repository.models import Document, DocumentType, DocumentVersion, User
+from repository.runtime import get_runtime
+from repository.service.documents import lock_holder
+from repository.service.working_copy import working_copy_of
+
+
+@dataclass(frozen=True)
+class Content:
+    """One piece of stored content: a version, or a working copy (label None)."""
+
+    label: str | None
+    blob_key: str
+    sha256: str
+    size: int
+    media_type: str
+    filename: str
+    modified: dt.datetime
+
+
+@dataclass(frozen=True)
+class DocInfo:
+    """A document as the caller sees it right now."""
+
+    id: str
+    title: str
+    folder_id: str | None
+    created_at: dt.datetime
+    holder: str | None
+    writable: bool
+    current: Content
+    working: Content | None
+
+    @property
+    def shown(self) -> Content:
+        """What a GET answers: the caller's working copy if they hold one, else the current version."""
+        return self.working or self.current
+
+    @property
+    def file_name(self) -> str:
+        """The document's name under /dav/documents/<id>/: its current file name."""
+        return self.current.filename or "content"
+
+
+def version_content(v: DocumentVersion) -> Content:
+    """A version as content."""
+    return Content(v.label, v.blob_key, v.sha256, v.size, v.media_type, v.filename, v.created_at)
+
+
+def _current_versions(session: Session, documents: list[Document]) -> dict[str, DocumentVersion]:
+    if not documents:
+        return {}
+    wanted = or_(*(and_(DocumentVersion.document_id == d.id, DocumentVersion.major == d.current_major,
+                        DocumentVersion.minor == d.current_minor) for d in documents))
+    return {v.document_id: v for v in session.execute(select(DocumentVersion).where(wanted)).scalars()}
+
+
+def infos(session: Session, user: User, documents: list[Document]) -> list[DocInfo]:
+    """Snapshots of documents the caller may read (checked by the caller), with two queries for all of them."""
+    versions = _current_versions(session, documents)
+    types = {t.id: t for t in session.execute(select(DocumentType)).scalars()}
+    out = []
+    for d in documents:
+        holder = lock_holder(d)
+        working = working_copy_of(d) if holder == user.id else None
+        out.append(DocInfo(
+            id=d.id, title=d.title, folder_id=d.folder_id, created_at=d.created_at, holder=holder,
+            writable=can_write(user, types[d.document_type_id]) and d.state == "active",
+            current=version_content(versions[d.id]),
+            working=Content(None, working.blob_key, working.sha256, working.size, working.media_type,
+                            working.filename, working.saved_at) if working else None,
+        ))
+    return out
+
+
+def info(session: Session, user: User, document_id: str) -> DocInfo:
+    """The snapshot of one readable document (NotFoundError otherwise)."""
+    return infos(session, user, [repo.get_document(session, actor=user, document_id=document_id)])[0]
+
+
+def open_content(session: Session, document_id: str, content: Content) -> PlainReader:
+    """A reader over decrypted content; the data key is looked up now, the blob read as wsgidav reads."""
+    runtime = get_runtime()
+    dek = vault.data_key(session, runtime, document_id)
+    store, key, size = runtime.store, content.blob_key, content.size
+
+    def open_from(start: int) -> Iterator[bytes]:
+        return decrypt_range(dek, lambda offset, length: store.open(key, offset, length), size, start, size)
+
+    return PlainReader(open_from)
+
+
+def staging_writer(session: Session, *, document_id: str | None, commit, filename: str) -> UploadWriter:  # noqa: ANN001
+    """A writer for a PUT body, encrypting on arrival for an existing document (or a new one, id None)."""
+    settings = get_settings()
+    sealer = vault.open_sealer(session, get_runtime(), document_id=document_id)
+    stager = ContentStager(max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir, sealer=sealer)
+    return UploadWriter(stager, commit, filename)
+
+
+def stage_copy(document_id: str, content: Content, filename: str, *, target_id: str | None = None) -> StagedContent:
+    """Stage a copy of a document's content for another document (a new one when `target_id` is None), encrypted
+    under that document's key as it is read."""
+    with service(readonly=True) as session:
+        reader = open_content(session, document_id, content)
+        sealer = vault.open_sealer(session, get_runtime(), document_id=target_id)
+    settings = get_settings()
+    stager = ContentStager(max_bytes=max(settings.max_upload_bytes, content.size), tmp_dir=settings.tmp_dir,
+                           sealer=sealer)
+    try:
+        while chunk := reader.read(1024 * 1024):
+            stager.write(chunk)
+    except BaseException:
+        stager.discard()
+        raise
+    return stager.finish(filename)
+
+
+def put_document(session: Session, user: User, document_id: str, staged: StagedContent) -> None:
+    """A PUT over an existing document: the lock holder saves a working copy; anyone else who may write checks
+    out and checks in a new minor version in one step (DocumentLockedError if another user holds it)."""
+    document = repo.get_document(session, actor=user, document_id=document_id)
+    if lock_holder(document) == user.id:
+        repo.save_working_copy(session, actor=user, document_id=document_id, content=staged)
+        return
+    repo.checkout(session, actor=user, document_id=document_id)
+    repo.checkin(session, actor=user, document_id=document_id, content=staged, comment="saved over WebDAV")
