@@ -4,6 +4,8 @@ the next minor version; /dav/files/ is a writable folder tree (see api/dav/_prov
 
 from __future__ import annotations
 
+import logging
+
 from a2wsgi import WSGIMiddleware
 from wsgidav.error_printer import ErrorPrinter
 from wsgidav.request_resolver import RequestResolver
@@ -40,6 +42,9 @@ def create_dav_app() -> WsgiDAVApp:
         "add_header_MS_Author_Via": True,
     }
     app = WsgiDAVApp(config)
+    # wsgidav logs a traceback for every refused PUT (403, 413, 423: expected answers); real failures are still
+    # logged, as 500s, by wsgidav.error_printer.
+    logging.getLogger("wsgidav.request_server").setLevel(logging.CRITICAL)
     app.lock_manager = RepositoryLockManager(RepositoryLockStorage(provider))
     provider.set_lock_manager(app.lock_manager)
     return app

@@ -38,7 +38,8 @@ def folder_info(folder: Folder) -> FolderInfo:
     return FolderInfo(folder.id, folder.name, folder.created_at)
 
 
-def _check_can_write_folders(environ: dict, folder_id: str) -> None:
+def check_can_write_folders(environ: dict, folder_id: str) -> None:
+    """Raise unless the caller may change folders (they may write `general` documents)."""
     user = actor(environ)
     with service(readonly=True) as session:
         repo.get_folder(session, actor=user, folder_id=folder_id)
@@ -69,7 +70,7 @@ class NewFile(DAVNonCollection):
         raise forbidden("the file does not exist yet")
 
     def begin_write(self, *, content_type=None):  # noqa: ANN001, ANN201
-        _check_can_write_folders(self.environ, self.folder_id)
+        check_can_write_folders(self.environ, self.folder_id)
         with service(readonly=True) as session:
             self._writer = staging_writer(session, document_id=None, commit=self._commit, filename=self.name)
         return self._writer
@@ -101,7 +102,7 @@ class FolderCollection(DeadProperties, DAVCollection):
         return self.folder.name or "files"
 
     def check_prop_write(self) -> None:
-        _check_can_write_folders(self.environ, self.folder.id)
+        check_can_write_folders(self.environ, self.folder.id)
 
     def _listing(self) -> list:
         user = actor(self.environ)

@@ -13,6 +13,8 @@ from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_PRECONDITION_FAILED, DAVError
 from wsgidav.lock_man.lock_manager import LockManager, generate_lock_token, normalize_lock_root
 
 from api.dav._common import actor, current_environ, service
+from api.dav._documents import DocumentFile
+from api.dav._files import FolderCollection, check_can_write_folders
 from repository import service as repo
 from repository.config import get_settings
 from repository.models import DavLock, Document, User
@@ -84,11 +86,16 @@ class RepositoryLockStorage:
             return _as_dict(row) if row else None
 
     def _document_at(self, path: str) -> str | None:
-        from api.dav._documents import DocumentFile
-
+        """The document a lock on `path` checks out; None for a folder (which the caller must be able to
+        change: a reader's lock would hold the writers up)."""
         environ = current_environ()
         res = self.provider.get_resource_inst(self.provider.ref_url_to_path(path), environ)
-        return res.document_id if isinstance(res, DocumentFile) else None
+        if isinstance(res, DocumentFile):
+            return res.document_id
+        if isinstance(res, FolderCollection):
+            check_can_write_folders(environ, res.folder.id)
+            return None
+        raise DAVError(HTTP_FORBIDDEN, "this resource cannot be locked")
 
     def create(self, path: str, lock: dict) -> dict:
         """Store a new lock; a lock on a document checks it out to the caller first (423 if someone else has)."""

@@ -33,6 +33,7 @@ from api.dav._documents import (
 from api.dav._files import FolderCollection, folder_info
 from repository import errors
 from repository import service as repo
+from repository.config import get_settings
 from repository.models import ROOT_FOLDER_ID, Document
 
 XML_METHODS = ("PROPFIND", "PROPPATCH", "LOCK", "UNLOCK")
@@ -58,9 +59,12 @@ class RepositoryProvider(DAVProvider):
     def custom_request_handler(self, environ, start_response, default_handler):  # noqa: ANN001, ANN201
         def run():  # noqa: ANN202
             with serving(environ):
-                length = util.get_content_length(environ)
-                if environ["REQUEST_METHOD"] in XML_METHODS and length > MAX_XML_BODY:
+                length, method = util.get_content_length(environ), environ["REQUEST_METHOD"]
+                if method in XML_METHODS and length > MAX_XML_BODY:
                     raise DAVError(HTTP_REQUEST_ENTITY_TOO_LARGE, f"request bodies are limited to {MAX_XML_BODY} bytes")
+                limit = get_settings().max_upload_bytes
+                if method == "PUT" and length > limit:  # refused before a byte is read
+                    raise DAVError(HTTP_REQUEST_ENTITY_TOO_LARGE, f"the upload is over the limit of {limit} bytes")
                 try:
                     yield from default_handler(environ, start_response)
                 except errors.RepositoryError as exc:

@@ -1,138 +1,38 @@
-"""WebDAV over a real HTTP server on loopback, with a real client (webdav4; LOCK and UNLOCK through httpx, which
-webdav4 does not send): edit in place, versions, the folder tree, templates, Basic authentication, permissions in
-pairs, and streaming."""
+"""WebDAV editing of documents over a real HTTP server on loopback, with a real client (webdav4; LOCK and UNLOCK
+through httpx, which webdav4 does not send): check-out, working copy and check-in, versions, Basic authentication,
+permissions in pairs, limits and streaming. The folder tree and templates are in test_dav_files_api.py."""
 
 from __future__ import annotations
 
 import hashlib
-import socket
-import threading
-import time
 import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
-from io import BytesIO
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
-from webdav4.client import Client, HTTPError
+from webdav4.client import HTTPError
 
-from api.dav._auth import credentials
 from repository.db import transaction
-from repository.models import AuditEntry, Document
-from tests.api.helpers import DOCS, create_type
+from repository.models import AuditEntry
+from tests.api import dav_support
+from tests.api.dav_support import (
+    LOCKINFO,
+    dav,
+    get,
+    http,
+    lock,
+    put,
+    rest,
+    rest_content,
+    running_server,
+    unlock,
+    upload,
+    versions,
+)
+from tests.api.helpers import DOCS, create_type, stored_files
 from tests.conftest import PASSWORD
 
-LOCKINFO = ('<?xml version="1.0" encoding="utf-8"?><D:lockinfo xmlns:D="DAV:"><D:lockscope><D:exclusive/>'
-            '</D:lockscope><D:locktype><D:write/></D:locktype><D:owner>pytest</D:owner></D:lockinfo>')
-
-
-@contextmanager
-def running_server() -> Iterator[str]:
-    """The Postroom app served by uvicorn on a free loopback port, in a thread; yields its base URL."""
-    from api.app import create_app
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(run_worker_thread=False), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
-
-
-@pytest.fixture
-def base(client) -> Iterator[str]:  # noqa: ANN001  (client: migrated database, the same settings)
-    """A running server on the parametrised database."""
-    credentials.clear()
-    with running_server() as url:
-        yield url
-
-
-@pytest.fixture
-def alice(client, make_user):  # noqa: ANN001, ANN201
-    """An author."""
-    return make_user("alice", "author")
-
-
-@pytest.fixture
-def bob(client, make_user):  # noqa: ANN001, ANN201
-    """Another author."""
-    return make_user("bob", "author")
-
-
-def dav(base: str, account) -> Client:  # noqa: ANN001
-    """A webdav4 client on /dav signed in as the account."""
-    return Client(f"{base}/dav", auth=(account.user.username, PASSWORD), retry=False)
-
-
-def http(base: str, account) -> httpx.Client:  # noqa: ANN001
-    """A plain HTTP client for methods webdav4 does not send, signed in with Basic auth."""
-    return httpx.Client(base_url=base, auth=(account.user.username, PASSWORD), timeout=60)
-
-
-def rest(base: str, account) -> httpx.Client:  # noqa: ANN001
-    """The REST API as the account."""
-    return httpx.Client(base_url=base, headers=account.headers, timeout=60)
-
-
-def upload(base: str, account, data: bytes, filename: str = "letter.txt", document_type: str = "general") -> str:  # noqa: ANN001
-    """A new document through the REST API; its id."""
-    with rest(base, account) as api:
-        response = api.post(DOCS, data={"title": "Letter", "document_type": document_type},
-                            files={"file": (filename, data, "application/octet-stream")})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def lock(base: str, account, path: str) -> httpx.Response:  # noqa: ANN001
-    """LOCK a /dav path exclusively."""
-    with http(base, account) as c:
-        return c.request("LOCK", f"/dav{path}", content=LOCKINFO,
-                         headers={"Content-Type": "application/xml", "Timeout": "Second-3600"})
-
-
-def unlock(base: str, account, path: str, token: str) -> httpx.Response:  # noqa: ANN001
-    """UNLOCK a /dav path."""
-    with http(base, account) as c:
-        return c.request("UNLOCK", f"/dav{path}", headers={"Lock-Token": f"<{token}>"})
-
-
-def put(client: Client, path: str, data: bytes, token: str | None = None) -> None:
-    """PUT through webdav4 (with the lock token in an If header when given)."""
-    headers = {"If": f"(<{token}>)"} if token else None
-    client.upload_fileobj(BytesIO(data), path, overwrite=True, headers=headers)
-
-
-def get(client: Client, path: str) -> bytes:
-    """GET through webdav4."""
-    buffer = BytesIO()
-    client.download_fileobj(path, buffer)
-    return buffer.getvalue()
-
-
-def versions(base: str, account, doc_id: str) -> list[str]:  # noqa: ANN001
-    """The version labels, through the REST API."""
-    with rest(base, account) as api:
-        return [v["version"] for v in api.get(f"{DOCS}/{doc_id}/versions").json()]
-
-
-def rest_content(base: str, account, doc_id: str) -> bytes:  # noqa: ANN001
-    """The current content, through the REST API."""
-    with rest(base, account) as api:
-        response = api.get(f"{DOCS}/{doc_id}/content")
-    assert response.status_code == 200, response.text
-    return response.content
+alice, base, bob = dav_support.alice, dav_support.base, dav_support.bob  # fixtures
 
 
 def test_edit_in_place_lock_put_get_unlock(base, alice) -> None:  # noqa: ANN001
@@ -247,26 +147,6 @@ def test_basic_auth_is_required_and_checked(base, alice) -> None:  # noqa: ANN00
         assert not any("not-her-password" in str(e.details) for e in s.execute(select(AuditEntry)).scalars())
 
 
-def test_folder_tree_maps_to_documents_and_versions(base, alice) -> None:  # noqa: ANN001
-    client = dav(base, alice)
-    client.mkdir("files/letters")
-    put(client, "files/letters/ada.txt", b"to Ada, first")
-    put(client, "files/letters/ada.txt", b"to Ada, second")
-    with transaction(readonly=True) as s:
-        doc = s.query(Document).filter(Document.title == "ada.txt").one()
-    assert versions(base, alice, doc.id) == ["1.0", "1.1"]
-    client.copy("files/letters/ada.txt", "files/letters/ada-copy.txt")
-    client.move("files/letters/ada.txt", "files/letters/ada-renamed.txt")
-    assert sorted(e["name"] for e in client.ls("files/letters")) == [
-        "files/letters/ada-copy.txt", "files/letters/ada-renamed.txt"]
-    assert get(client, "files/letters/ada-copy.txt") == b"to Ada, second"
-    with rest(base, alice) as api:
-        assert api.get(f"{DOCS}/{doc.id}").json()["title"] == "ada-renamed.txt"  # the same document, renamed
-    client.remove("files/letters/ada-renamed.txt")
-    with rest(base, alice) as api:
-        assert api.get(f"{DOCS}/{doc.id}").json()["state"] == "trashed"
-
-
 def test_locks_and_properties_live_in_the_database(base, alice) -> None:  # noqa: ANN001
     doc_id = upload(base, alice, b"before the restart")
     path = f"/documents/{doc_id}/letter.txt"
@@ -319,3 +199,41 @@ def test_a_large_document_is_streamed(base, alice) -> None:  # noqa: ANN001
         tracemalloc.stop()
     assert received == size and digest.hexdigest() == hashlib.sha256(data).hexdigest()
     assert peak < size // 2, f"peak memory {peak} bytes while sending {size}: the content was read whole"
+
+
+def test_a_verified_credential_is_remembered_briefly(base, alice, monkeypatch) -> None:  # noqa: ANN001
+    from repository import identity
+
+    calls = []
+    real = identity.check_credentials
+
+    def counting(session, **kwargs):  # noqa: ANN001, ANN202
+        calls.append(kwargs["username"])
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(identity, "check_credentials", counting)
+    with http(base, alice) as c:
+        for _ in range(5):
+            assert c.request("PROPFIND", "/dav/", headers={"Depth": "0"}).status_code == 207
+    assert calls == ["alice"]  # one argon2 verification for five requests
+    with httpx.Client(base_url=base, auth=("alice", "wrong-password")) as c:
+        assert c.request("PROPFIND", "/dav/", headers={"Depth": "0"}).status_code == 401
+    assert calls == ["alice", "alice"]  # a different credential is verified, not served from the cache
+
+
+def test_put_over_the_upload_limit_is_413_and_leaves_nothing(client, alice, monkeypatch) -> None:  # noqa: ANN001
+    from repository import runtime
+
+    monkeypatch.setenv("POSTROOM_MAX_UPLOAD_BYTES", "1000")
+    runtime.reset()
+    with running_server() as base:
+        doc_id = upload(base, alice, b"small")
+        before = stored_files()
+        with http(base, alice) as c:
+            assert c.put(f"/dav/documents/{doc_id}/letter.txt", content=b"x" * 5000).status_code == 413
+            assert c.put("/dav/files/new.txt", content=b"y" * 5000).status_code == 413
+            chunked = c.put(f"/dav/documents/{doc_id}/letter.txt", content=iter([b"z" * 600, b"z" * 600]))
+            assert chunked.status_code == 413  # no length declared: refused as the limit is passed
+        assert versions(base, alice, doc_id) == ["1.0"]
+        assert stored_files() == before
+        assert dav(base, alice).ls("files") == []
