@@ -13,11 +13,10 @@ from sqlalchemy.orm import Session
 from api.dav._common import PlainReader, UploadWriter, service
 from repository import service as repo
 from repository import vault
-from repository.access import can_write
 from repository.config import get_settings
 from repository.content import ContentStager, StagedContent
 from repository.crypto import decrypt_range
-from repository.models import Document, DocumentType, DocumentVersion, User
+from repository.models import Document, DocumentVersion, User
 from repository.runtime import get_runtime
 from repository.service.documents import lock_holder
 from repository.service.working_copy import working_copy_of
@@ -42,10 +41,7 @@ class DocInfo:
 
     id: str
     title: str
-    folder_id: str | None
     created_at: dt.datetime
-    holder: str | None
-    writable: bool
     current: Content
     working: Content | None
 
@@ -66,25 +62,22 @@ def version_content(v: DocumentVersion) -> Content:
 
 
 def _current_versions(session: Session, documents: list[Document]) -> dict[str, DocumentVersion]:
-    if not documents:
-        return {}
-    wanted = or_(*(and_(DocumentVersion.document_id == d.id, DocumentVersion.major == d.current_major,
-                        DocumentVersion.minor == d.current_minor) for d in documents))
-    return {v.document_id: v for v in session.execute(select(DocumentVersion).where(wanted)).scalars()}
+    found: dict[str, DocumentVersion] = {}
+    for i in range(0, len(documents), 300):  # bounded statements, whatever a folder holds
+        wanted = or_(*(and_(DocumentVersion.document_id == d.id, DocumentVersion.major == d.current_major,
+                            DocumentVersion.minor == d.current_minor) for d in documents[i:i + 300]))
+        found.update((v.document_id, v) for v in session.execute(select(DocumentVersion).where(wanted)).scalars())
+    return found
 
 
 def infos(session: Session, user: User, documents: list[Document]) -> list[DocInfo]:
-    """Snapshots of documents the caller may read (checked by the caller), with two queries for all of them."""
+    """Snapshots of documents the caller may read (checked by the caller), with one query for all versions."""
     versions = _current_versions(session, documents)
-    types = {t.id: t for t in session.execute(select(DocumentType)).scalars()}
     out = []
     for d in documents:
-        holder = lock_holder(d)
-        working = working_copy_of(d) if holder == user.id else None
+        working = working_copy_of(d) if lock_holder(d) == user.id else None
         out.append(DocInfo(
-            id=d.id, title=d.title, folder_id=d.folder_id, created_at=d.created_at, holder=holder,
-            writable=can_write(user, types[d.document_type_id]) and d.state == "active",
-            current=version_content(versions[d.id]),
+            id=d.id, title=d.title, created_at=d.created_at, current=version_content(versions[d.id]),
             working=Content(None, working.blob_key, working.sha256, working.size, working.media_type,
                             working.filename, working.saved_at) if working else None,
         ))
