@@ -237,3 +237,17 @@ def test_put_over_the_upload_limit_is_413_and_leaves_nothing(client, alice, monk
         assert versions(base, alice, doc_id) == ["1.0"]
         assert stored_files() == before
         assert dav(base, alice).ls("files") == []
+
+
+def test_a_checkout_broken_through_the_api_voids_the_lock(base, alice, make_user) -> None:  # noqa: ANN001
+    admin = make_user("root", "admin")
+    doc_id = upload(base, alice, b"alice's letter")
+    path = f"/documents/{doc_id}/letter.txt"
+    token = lock(base, alice, path).headers["Lock-Token"].strip("<>")
+    put(dav(base, alice), path, b"alice's unsaved draft", token)
+    with rest(base, admin) as api:
+        assert api.delete(f"{DOCS}/{doc_id}/checkout", params={"reason": "alice is away"}).status_code == 204
+    assert unlock(base, alice, path, token).status_code == 409  # the lock went with the check-out
+    assert lock(base, admin, path).status_code == 200  # and someone else may lock now
+    assert versions(base, alice, doc_id) == ["1.0"]
+    assert get(dav(base, admin), path) == b"alice's letter"  # the draft was discarded with the check-out
