@@ -164,6 +164,9 @@ def import_dir(
     """Import every file under DIRECTORY as a document, one transaction per file."""
     if not directory.is_dir():
         _fail(f"{directory} is not a directory")
+    from api.app import register_subscribers
+
+    register_subscribers()  # imported templates get the same content checks as uploads
     from sqlalchemy import select
 
     from repository.models import User
