@@ -113,8 +113,8 @@ def checkin(
     now = utcnow()
     working = working_copy_of(document) if content is None else None
     if content is None and working is None and lock_holder(document, now) == actor.id:
-        raise InvalidInputError(f"document {document_id} has no working copy to check in; save one or send the "
-                                "content", field="file")
+        raise InvalidInputError(f"document {document_id} has no working copy to check in; save one "
+                                "(PUT .../working-copy) or send the content in a 'file' part", field="file")
     holds = [Document.id == document_id, Document.checked_out_by == actor.id, Document.lock_expires_at > now]
     if working is not None:  # the version must be the working copy that was read above, not a newer save
         holds.append(Document.working_blob_key == working.blob_key)
