@@ -72,6 +72,10 @@ class TemplateVersion(Base):
     # What the version uses, recorded when it is submitted: "which templates use this block" reads it.
     blocks: Mapped[list[str]] = mapped_column(JSONType, default=list)
     variables: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # The targeting rules and data schema as submitted: approval covers them with the DOCX, and production
+    # letters use this snapshot, so a rule or schema edit reaches customers only through a new approval.
+    rules: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    data_schema: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
 
     @property
     def label(self) -> str:

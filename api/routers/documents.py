@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Iterator
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser
+from api.forms import flag_field, json_object_field
 from api.idempotency import idempotent_create
 from api.uploads import read_form
 from repository import service
@@ -69,31 +69,11 @@ def etag(d: Document) -> str:
 
 
 def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputError(f"metadata is not valid JSON: {exc.msg} at position {exc.pos}",
-                                field="metadata") from exc
-    except RecursionError as exc:
-        raise InvalidInputError("metadata is nested too deeply", field="metadata") from exc
-    except ValueError as exc:  # e.g. an integer with more digits than Python will convert
-        raise InvalidInputError(f"metadata is not acceptable JSON: {exc}", field="metadata") from exc
-    if not isinstance(value, dict):
-        raise InvalidInputError("metadata must be a JSON object", field="metadata")
-    return value
+    return json_object_field(raw, "metadata")
 
 
 def _bool(raw: str | None, name: str) -> bool:
-    if raw is None or raw == "":
-        return False
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes", "on"):
-        return True
-    if value in ("false", "0", "no", "off"):
-        return False
-    raise InvalidInputError(f"{name} must be true or false", field=name)
+    return bool(flag_field(raw, name))
 
 
 @router.post("", status_code=201, responses={201: {"description": "Created"}})

@@ -3,8 +3,7 @@ serve /api/v1/templates and /api/v1/content-blocks; check-out and check-in go th
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser
+from api.forms import flag_field, json_object_field
 from api.idempotency import idempotent_create
 from api.uploads import read_form
 from correspondence import service as corr
@@ -38,30 +38,6 @@ from repository.models import User
 from repository.service.documents import lock_holder
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-
-
-def _json_field(fields: dict[str, str], name: str) -> dict[str, Any] | None:
-    raw = fields.get(name)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidInputError(f"{name} is not valid JSON", field=name) from exc
-    if not isinstance(value, dict):
-        raise InvalidInputError(f"{name} must be a JSON object", field=name)
-    return value
-
-
-def _flag(fields: dict[str, str], name: str) -> bool | None:
-    raw = (fields.get(name) or "").strip().lower()
-    if raw == "":
-        return None
-    if raw in ("true", "1", "yes"):
-        return True
-    if raw in ("false", "0", "no"):
-        return False
-    raise InvalidInputError(f"{name} must be true or false", field=name)
 
 
 def template_out(session: Session, t: Template, *, detail: bool = False, actor: User | None = None) -> TemplateOut:
@@ -137,8 +113,9 @@ def make_router(kind: str, prefix: str) -> APIRouter:
         for required in ("name", "locale") + (("category",) if kind == TEMPLATE else ()):
             if not fields.get(required):
                 raise InvalidInputError(f"the form needs a {required!r} field", field=required)
-        schema, sample = _json_field(fields, "schema"), _json_field(fields, "sample_data")
-        is_default = _flag(fields, "is_default")
+        schema = json_object_field(fields.get("schema"), "schema")
+        sample = json_object_field(fields.get("sample_data"), "sample_data")
+        is_default = flag_field(fields.get("is_default"), "is_default")
 
         def make(session: Session) -> dict:
             t = corr.create_template(
@@ -153,11 +130,14 @@ def make_router(kind: str, prefix: str) -> APIRouter:
 
     @router.get("", response_model=list[TemplateOut], response_model_by_alias=True)
     def list_all(user: CurrentUser, category: Annotated[str | None, Query(max_length=50)] = None,
-                 name: Annotated[str | None, Query(max_length=100)] = None) -> list[TemplateOut]:
-        """Every one the caller may read, by name and locale."""
+                 name: Annotated[str | None, Query(max_length=100)] = None,
+                 after: Annotated[str | None, Query(max_length=100, description="the last name of the previous "
+                                                    "page")] = None,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 200) -> list[TemplateOut]:
+        """The ones the caller may read, by name and locale; a page holds every variant of up to `limit` names."""
         with transaction(readonly=True) as session:
-            return [template_out(session, t) for t in
-                    corr.list_templates(session, actor=user, kind=kind, category=category, name=name)]
+            return [template_out(session, t) for t in corr.list_templates(
+                session, actor=user, kind=kind, category=category, name=name, after=after, limit=limit)]
 
     @router.get("/{template_id}", response_model=TemplateOut, response_model_by_alias=True)
     def get(template_id: str, user: CurrentUser, response: Response) -> TemplateOut:

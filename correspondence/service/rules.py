@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from correspondence import events as names
 from correspondence import rendering
 from correspondence.errors import UnknownBlockError
 from correspondence.models import BLOCK, TEMPLATE, Template, TemplateRule
@@ -21,7 +22,6 @@ from repository.service.documents import writable_document
 
 _SLOT = re.compile(r"^[a-z][a-z0-9_-]{0,99}$")
 MAX_RULES = 200
-RULES_CHANGED = "template.rules_changed"
 
 
 def get_rules(session: Session, *, actor: User, template_id: str) -> list[TemplateRule]:
@@ -36,9 +36,14 @@ def rules_of(session: Session, template_id: str) -> list[TemplateRule]:
                                 .order_by(TemplateRule.slot, TemplateRule.position)).scalars())
 
 
-def as_engine_rules(rules: Sequence[TemplateRule]) -> list[rendering.Rule]:
-    """The rules in the rendering engine's shape."""
-    return [rendering.Rule(slot=r.slot, condition=r.condition, block=r.block) for r in rules]
+def rule_dicts(rules: Sequence[TemplateRule]) -> list[dict[str, str]]:
+    """Rules as plain values (what a submitted version keeps as its snapshot)."""
+    return [{"slot": r.slot, "condition": r.condition, "block": r.block} for r in rules]
+
+
+def as_engine_rules(rules: Sequence[dict[str, str]]) -> list[rendering.Rule]:
+    """Rules (as plain values) in the rendering engine's shape."""
+    return [rendering.Rule(slot=r["slot"], condition=r["condition"], block=r["block"]) for r in rules]
 
 
 def _check(index: int, raw: Any, session: Session) -> tuple[str, str, str]:
@@ -62,13 +67,13 @@ def _check(index: int, raw: Any, session: Session) -> tuple[str, str, str]:
 
 def set_rules(session: Session, *, actor: User, template_id: str, rules: list[Any]) -> list[TemplateRule]:
     """Replace a template's targeting table (authors and admins); every row is checked before anything changes."""
-    template = get_template(session, actor=actor, template_id=template_id, kind=TEMPLATE)
+    template = get_template(session, actor=actor, template_id=template_id, kind=TEMPLATE, lock=True)
     writable_document(session, actor=actor, document_id=template.document_id,
                       what=f"change the targeting rules of template {template.name}")
     if not isinstance(rules, list) or len(rules) > MAX_RULES:
         raise InvalidInputError(f"rules must be a list of at most {MAX_RULES} rows", field="rules")
     checked = [_check(i, raw, session) for i, raw in enumerate(rules)]
-    old = [{"slot": r.slot, "condition": r.condition, "block": r.block} for r in rules_of(session, template.id)]
+    old = rule_dicts(rules_of(session, template.id))
     session.execute(delete(TemplateRule).where(TemplateRule.template_id == template.id))
     positions: dict[str, int] = {}
     for slot, condition, block in checked:
@@ -79,5 +84,5 @@ def set_rules(session: Session, *, actor: User, template_id: str, rules: list[An
     new = [{"slot": s, "condition": c, "block": b} for s, c, b in checked]
     audit.record(session, actor=actor.username, action="template.rules_changed", object_type=TEMPLATE,
                  object_id=template.id, details={"name": template.name, "old": old, "new": new})
-    events.emit(session, RULES_CHANGED, {"template_id": template.id, "rules": len(new)})
+    events.emit(session, names.RULES_CHANGED, {"template_id": template.id, "rules": len(new)})
     return rules_of(session, template.id)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError as JSONSchemaError
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+from referencing.jsonschema import DRAFT202012
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from correspondence import events as names
 from correspondence.errors import SchemaError, TemplateNotFoundError
 from correspondence.models import BLOCK, TEMPLATE, Template
 from repository import audit, events, service
@@ -26,9 +31,9 @@ DOCUMENT_TYPE = {TEMPLATE: "template", BLOCK: "content-block"}
 KIND_WORD = {TEMPLATE: "template", BLOCK: "content block"}
 CATEGORIES = ("statement", "notice", "complaint-response", "marketing", "regulatory", "service", "collections",
               "welcome", "other")
+_SCHEMA_URI = "urn:postroom:template-schema"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 MAX_TEMPLATE_BYTES = 20 * 1024 * 1024
-TEMPLATE_CREATED, TEMPLATE_UPDATED = "template.created", "template.updated"
 
 
 def normalise_locale(value: str) -> str:
@@ -54,7 +59,31 @@ def check_schema(schema: Any) -> dict[str, Any]:
                           field="schema") from exc
     if schema and schema.get("type", "object") != "object":
         raise SchemaError("the data schema must describe an object (\"type\": \"object\")", field="schema")
+    _check_refs(schema)
     return schema
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _check_refs(schema: dict[str, Any]) -> None:
+    """Every $ref must point inside the schema itself: nothing is fetched, and nothing may dangle."""
+    resolver = Registry().with_resource(_SCHEMA_URI, DRAFT202012.create_resource(schema)).resolver(_SCHEMA_URI)
+    for ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable as exc:
+            raise SchemaError(f"the data schema refers to {ref!r}, which is not a part of the schema itself "
+                              "(references must be local, like #/$defs/address)", field="schema") from exc
 
 
 def _check_name(name: str, kind: str) -> str:
@@ -113,7 +142,7 @@ def create_template(
     session.flush()
     audit.record(session, actor=actor.username, action=f"{kind}.created", object_type=kind, object_id=template.id,
                  details={"name": name, "locale": locale, "document_id": document.id, "category": category})
-    events.emit(session, TEMPLATE_CREATED, {"template_id": template.id, "kind": kind, "name": name,
+    events.emit(session, names.TEMPLATE_CREATED, {"template_id": template.id, "kind": kind, "name": name,
                                             "document_id": document.id})
     return template
 
@@ -126,9 +155,11 @@ def _document_type(session: Session, kind: str) -> DocumentType:
     return service.get_type(session, name=DOCUMENT_TYPE[kind])
 
 
-def get_template(session: Session, *, actor: User, template_id: str, kind: str = TEMPLATE) -> Template:
-    """The template (or block) with this id if the actor may read it; TemplateNotFoundError otherwise."""
-    template = session.get(Template, template_id)
+def get_template(session: Session, *, actor: User, template_id: str, kind: str = TEMPLATE,
+                 lock: bool = False) -> Template:
+    """The template (or block) with this id if the actor may read it; TemplateNotFoundError otherwise. With
+    `lock`, the row stays locked until commit, so changes to it are serialised (PostgreSQL)."""
+    template = session.get(Template, template_id, with_for_update=lock or None)
     if template is None or template.kind != kind:
         raise TemplateNotFoundError(f"{KIND_WORD[kind]} {template_id} not found")
     if not _visible(session, actor, template):
@@ -174,16 +205,25 @@ def resolve(session: Session, *, actor: User, ref: str, kind: str = TEMPLATE, lo
 
 
 def list_templates(
-    session: Session, *, actor: User, kind: str = TEMPLATE, category: str | None = None, name: str | None = None
+    session: Session, *, actor: User, kind: str = TEMPLATE, category: str | None = None, name: str | None = None,
+    after: str | None = None, limit: int = 200,
 ) -> list[Template]:
-    """Every template (or block) the actor may read, by name and locale."""
+    """Templates (or blocks) the actor may read, by name and locale: every variant of at most `limit` names,
+    starting after the name `after` (the last name of the previous page)."""
     if not can_read(actor, _document_type(session, kind)):
         return []
-    stmt = select(Template).where(Template.kind == kind).order_by(Template.name, Template.locale)
+    names = select(Template.name).where(Template.kind == kind).distinct().order_by(Template.name)
+    if category:
+        names = names.where(Template.category == category)
+    if name:
+        names = names.where(Template.name == name)
+    if after:
+        names = names.where(Template.name > after)
+    page = list(session.execute(names.limit(min(max(limit, 1), 500))).scalars())
+    stmt = (select(Template).where(Template.kind == kind, Template.name.in_(page))
+            .order_by(Template.name, Template.locale))
     if category:
         stmt = stmt.where(Template.category == category)
-    if name:
-        stmt = stmt.where(Template.name == name)
     return list(session.execute(stmt).scalars())
 
 
@@ -219,7 +259,7 @@ def update_template(
     template.updated_at = utcnow()
     audit.record(session, actor=actor.username, action=f"{kind}.updated", object_type=kind, object_id=template.id,
                  details={"changed": sorted(changes)})
-    events.emit(session, TEMPLATE_UPDATED, {"template_id": template.id, "changed": sorted(changes)})
+    events.emit(session, names.TEMPLATE_UPDATED, {"template_id": template.id, "changed": sorted(changes)})
     return template
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from correspondence import events as names
 from correspondence import rendering
 from correspondence.errors import (
     FourEyesError,
@@ -18,7 +19,8 @@ from correspondence.errors import (
 )
 from correspondence.models import APPROVED, BLOCK, DRAFT, REJECTED, SUBMITTED, TEMPLATE, Template, TemplateRule
 from correspondence.models import TemplateVersion as StateRow
-from correspondence.service.templates import KIND_WORD, get_template, read_docx, template_document, version_row
+from correspondence.service.rules import rule_dicts, rules_of
+from correspondence.service.templates import KIND_WORD, get_template, read_docx, version_row
 from repository import audit, events
 from repository.access import require_role
 from repository.errors import InvalidInputError
@@ -27,9 +29,6 @@ from repository.service.documents import parse_label, writable_document
 from repository.types import utcnow
 
 APPROVER = "approver"
-SUBMITTED_EVENT, APPROVED_EVENT, REJECTED_EVENT, ROLLED_BACK_EVENT = (
-    "template.version_submitted", "template.version_approved", "template.version_rejected",
-    "template.rolled_back")
 
 
 @dataclass(frozen=True)
@@ -42,10 +41,17 @@ class VersionState:
     active: bool
 
 
-def _row(session: Session, template: Template, version: DocumentVersion) -> StateRow | None:
+def _row(session: Session, template: Template, version: DocumentVersion, *, lock: bool = False) -> StateRow | None:
+    stmt = select(StateRow).where(
+        StateRow.template_id == template.id, StateRow.major == version.major, StateRow.minor == version.minor)
+    return session.execute(stmt.with_for_update() if lock else stmt).scalar_one_or_none()
+
+
+def state_row(session: Session, *, template: Template, label: str) -> StateRow | None:
+    """The approval row of one version of a template (None for a draft)."""
+    major, minor = parse_label(label)
     return session.execute(select(StateRow).where(
-        StateRow.template_id == template.id, StateRow.major == version.major, StateRow.minor == version.minor,
-    )).scalar_one_or_none()
+        StateRow.template_id == template.id, StateRow.major == major, StateRow.minor == minor)).scalar_one_or_none()
 
 
 def list_version_states(session: Session, *, actor: User, template_id: str, kind: str = TEMPLATE) -> list[VersionState]:
@@ -70,10 +76,11 @@ def _declared(schema: dict[str, Any]) -> set[str]:
     return set((schema or {}).get("properties", {}) or {})
 
 
-def _check_against_schema(session: Session, template: Template, info: rendering.TemplateInfo) -> None:
+def _check_against_schema(session: Session, template: Template, info: rendering.TemplateInfo,
+                          rules: list[dict[str, str]]) -> None:
     """Every variable the template (and the blocks it uses) reads must be declared in its data schema."""
     used = set(info.variables)
-    names = set(info.blocks) | {r.block for r in _rules(session, template)}
+    names = set(info.blocks) | {r["block"] for r in rules}
     for name in sorted(names):
         block = session.execute(select(Template).where(Template.kind == BLOCK, Template.name == name)
                                 .order_by(Template.is_default.desc())).scalars().first()
@@ -88,18 +95,14 @@ def _check_against_schema(session: Session, template: Template, info: rendering.
                           undeclared=undeclared)
 
 
-def _rules(session: Session, template: Template) -> list[TemplateRule]:
-    return list(session.execute(select(TemplateRule).where(TemplateRule.template_id == template.id)).scalars())
-
-
 def submit(session: Session, *, actor: User, template_id: str, kind: str = TEMPLATE, version: str | None = None,
            comment: str = "") -> VersionState:
     """Ask for approval of a version (the newest unless given); checks it against the data schema first."""
-    template = get_template(session, actor=actor, template_id=template_id, kind=kind)
+    template = get_template(session, actor=actor, template_id=template_id, kind=kind, lock=True)
     writable_document(session, actor=actor, document_id=template.document_id,
                       what=f"submit {KIND_WORD[kind]} {template.name}")
     target = version_row(session, template, version)
-    row = _row(session, template, target)
+    row = _row(session, template, target, lock=True)
     if row is not None and row.state != DRAFT:
         hint = "; check in a new version and submit that" if row.state == REJECTED else ""
         raise WorkflowError(f"version {target.label} of {KIND_WORD[kind]} {template.name} is already "
@@ -107,27 +110,29 @@ def submit(session: Session, *, actor: User, template_id: str, kind: str = TEMPL
     info = rendering.inspect_template(read_docx(session, target))
     if kind == BLOCK and info.blocks:
         raise WorkflowError("a content block may not include other blocks", blocks=sorted(info.blocks))
+    rules = rule_dicts(rules_of(session, template.id)) if kind == TEMPLATE else []
     if kind == TEMPLATE:
-        _check_against_schema(session, template, info)
+        _check_against_schema(session, template, info, rules)
     if row is None:
         row = StateRow(template_id=template.id, major=target.major, minor=target.minor, history=[])
         session.add(row)
     row.submitted_by, row.submitted_at = actor.id, utcnow()
-    row.blocks, row.variables = sorted(info.blocks), sorted(info.variables)
+    row.blocks = sorted(set(info.blocks) | {r["block"] for r in rules})
+    row.variables, row.rules, row.data_schema = sorted(info.variables), rules, template.data_schema
     _transition(row, SUBMITTED, actor, comment)
     session.flush()
-    _record(session, actor, template, target, SUBMITTED_EVENT, comment)
+    _record(session, actor, template, target, names.VERSION_SUBMITTED, comment)
     return VersionState(target, SUBMITTED, row, False)
 
 
 def _decide(session: Session, *, actor: User, template_id: str, kind: str, version: str | None,
             comment: str, verb: str) -> tuple[Template, DocumentVersion, StateRow]:
-    template = get_template(session, actor=actor, template_id=template_id, kind=kind)
+    template = get_template(session, actor=actor, template_id=template_id, kind=kind, lock=True)
     if APPROVER not in actor.roles:
         raise NotApproverError(f"only a user with the approver role may {verb} a {KIND_WORD[kind]} version",
                                reason="approver role required")
     target = version_row(session, template, version)
-    row = _row(session, template, target)
+    row = _row(session, template, target, lock=True)
     state = row.state if row is not None else DRAFT
     if state != SUBMITTED:
         raise WorkflowError(f"version {target.label} of {KIND_WORD[kind]} {template.name} is {state}, not "
@@ -150,7 +155,7 @@ def approve(session: Session, *, actor: User, template_id: str, kind: str = TEMP
     if template.active_major is None or (target.major, target.minor) > current:
         template.active_major, template.active_minor = target.major, target.minor
     template.updated_at = utcnow()
-    _record(session, actor, template, target, APPROVED_EVENT, comment,
+    _record(session, actor, template, target, names.VERSION_APPROVED, comment,
             used_by=[t.id for t in used_by(session, name=template.name)] if kind == BLOCK else None)
     return VersionState(target, APPROVED, row, template.active_label == target.label)
 
@@ -161,15 +166,15 @@ def reject(session: Session, *, actor: User, template_id: str, kind: str = TEMPL
     template, target, row = _decide(session, actor=actor, template_id=template_id, kind=kind, version=version,
                                     comment=comment, verb="reject")
     _transition(row, REJECTED, actor, comment)
-    _record(session, actor, template, target, REJECTED_EVENT, comment)
+    _record(session, actor, template, target, names.VERSION_REJECTED, comment)
     return VersionState(target, REJECTED, row, False)
 
 
 def rollback(session: Session, *, actor: User, template_id: str, kind: str = TEMPLATE, version: str,
              reason: str) -> Template:
     """Make an earlier approved version the active one again (admins; audited with the reason)."""
+    template = get_template(session, actor=actor, template_id=template_id, kind=kind, lock=True)
     require_role(actor, "admin")
-    template = get_template(session, actor=actor, template_id=template_id, kind=kind)
     if not (reason or "").strip():
         raise InvalidInputError("a rollback needs a reason", field="reason")
     parse_label(version)
@@ -181,7 +186,7 @@ def rollback(session: Session, *, actor: User, template_id: str, kind: str = TEM
     previous = template.active_label
     template.active_major, template.active_minor = target.major, target.minor
     template.updated_at = utcnow()
-    _record(session, actor, template, target, ROLLED_BACK_EVENT, reason, previous=previous)
+    _record(session, actor, template, target, names.ROLLED_BACK, reason, previous=previous)
     return template
 
 
@@ -205,8 +210,3 @@ def _record(session: Session, actor: User, template: Template, target: DocumentV
     audit.record(session, actor=actor.username, action=f"{template.kind}.{event.split('.')[1]}",
                  object_type=template.kind, object_id=template.id, details=details)
     events.emit(session, event, {"template_id": template.id, "kind": template.kind, **details})
-
-
-def current_document_label(session: Session, template: Template) -> str:
-    """The label of the newest version of the template's document."""
-    return template_document(session, template).version_label

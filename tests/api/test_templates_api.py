@@ -63,6 +63,8 @@ def test_create_list_and_get_a_template(client, author) -> None:  # noqa: ANN001
 def test_bad_registrations_are_4xx_and_store_nothing(client, author) -> None:  # noqa: ANN001
     cases = [
         ({"schema": "{not json"}, None, 422),
+        ({"schema": "1" * 5000}, None, 422),
+        ({"sample_data": "[1, 2]"}, None, 422),
         ({"schema": json.dumps({"type": "object", "properties": {"a": {"type": 7}}})}, None, 422),
         ({"locale": "zz-nowhere"}, None, 422),
         ({"category": "gossip"}, None, 422),

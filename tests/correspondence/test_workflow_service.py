@@ -296,3 +296,54 @@ def test_preview_renders_drafts_for_authors_and_approvers_only(people) -> None: 
         assert label == "1.0" and "Balance: 99.5" in _text(docx_bytes)
     with transaction(readonly=True) as s, pytest.raises(PermissionDeniedError):
         corr.preview(s, actor=people["helpdesk"].user, template_id=template_id)
+
+
+def test_rules_and_schema_reach_letters_only_with_an_approved_version(people) -> None:  # noqa: ANN001
+    for name, text in (("promo-a", "Offer A."), ("promo-b", "Offer B.")):
+        block_id = _create(people["author"], name, [text], kind=BLOCK)
+        _act(corr.submit, people["author"], block_id, kind=BLOCK)
+        _act(corr.approve, people["approver"], block_id, kind=BLOCK)
+    template_id = _create(people["author"], paragraphs=["Balance {{ balance }}", "{{ slot('offer') }}"])
+    with transaction() as s:
+        corr.set_rules(s, actor=people["author"].user, template_id=template_id,
+                       rules=[{"slot": "offer", "condition": "true", "block": "promo-a"}])
+    _act(corr.submit, people["author"], template_id)
+    _act(corr.approve, people["approver"], template_id)
+    customer_id = _customer(people["admin"])
+    with transaction() as s:  # one author alone changes the rules and loosens the schema
+        corr.set_rules(s, actor=people["author"].user, template_id=template_id,
+                       rules=[{"slot": "offer", "condition": "true", "block": "promo-b"}])
+        corr.update_template(s, actor=people["author"].user, template_id=template_id, kind=TEMPLATE,
+                             changes={"schema": {"type": "object", "properties": {"balance": {}}}})
+    letter = _text(_letter(people["helpdesk"], template_id, customer_id, {"balance": 3}).docx)
+    assert "Offer A." in letter and "Offer B." not in letter
+    with pytest.raises(DataValidationError):  # the approved schema still requires a balance
+        _letter(people["helpdesk"], template_id, customer_id, {})
+    with transaction(readonly=True) as s:  # the preview shows the draft rules
+        preview, _label = corr.preview(s, actor=people["author"].user, template_id=template_id)
+    assert "Offer B." in _text(preview)
+    _checkin(people["author"], template_id, ["Balance {{ balance }}", "{{ slot('offer') }}"])
+    _act(corr.submit, people["author"], template_id)
+    _act(corr.approve, people["approver"], template_id)
+    letter = _text(_letter(people["helpdesk"], template_id, customer_id, {"balance": 3}).docx)
+    assert "Offer B." in letter and "Offer A." not in letter
+
+
+def test_a_draft_locale_variant_does_not_stop_letters_in_that_language(people) -> None:  # noqa: ANN001
+    template_id = _create(people["author"], paragraphs=["English {{ balance }}"])
+    _act(corr.submit, people["author"], template_id)
+    _act(corr.approve, people["approver"], template_id)
+    _create(people["author"], paragraphs=["Deutsch {{ balance }}"], locale="de-DE")
+    german = _customer(people["admin"], locale="de-DE")
+    letter = _letter(people["helpdesk"], "statement", german, {"balance": 1})
+    assert letter.template.locale == "en-GB" and "English 1" in _text(letter.docx)
+
+
+def test_schemas_may_only_refer_inside_themselves(people) -> None:  # noqa: ANN001
+    local = {"type": "object", "$defs": {"amount": {"type": "number"}},
+             "properties": {"balance": {"$ref": "#/$defs/amount"}}}
+    assert _create(people["author"], "local-ref", schema=local)
+    for ref in ("#/$defs/missing", "https://example.com/schema.json", "other.json"):
+        broken = {"type": "object", "properties": {"balance": {"$ref": ref}}}
+        with pytest.raises(SchemaError, match="refers to"):
+            _create(people["author"], "broken-ref", schema=broken)

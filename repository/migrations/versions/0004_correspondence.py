@@ -65,6 +65,8 @@ def upgrade() -> None:
         sa.Column("history", JSON, nullable=False),
         sa.Column("blocks", JSON, nullable=False),
         sa.Column("variables", JSON, nullable=False),
+        sa.Column("rules", JSON, nullable=False),
+        sa.Column("data_schema", JSON, nullable=False),
         sa.ForeignKeyConstraint(["template_id"], ["correspondence_templates.id"],
                                 name="fk_correspondence_versions_template"),
         sa.ForeignKeyConstraint(["submitted_by"], ["users.id"],
