@@ -42,6 +42,23 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 10
     run_worker_in_serve: bool = True
     web_workers: int = 1
+    # Dispatch channels (output/channels/).
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr = SecretStr("")
+    smtp_tls: Literal["none", "starttls", "ssl"] = "none"
+    smtp_from: str = "postroom@localhost"
+    smtp_timeout_seconds: float = 30.0
+    smtp_ca_file: Path | None = None  # extra CA bundle to trust (a private relay's certificate)
+    sms_url: str | None = None
+    sms_api_key: SecretStr = SecretStr("")
+    sms_from: str = "Postroom"
+    sms_timeout_seconds: float = 10.0
+    sms_webhook_secret: SecretStr = SecretStr("")
+    ipp_printer_uri: str | None = None
+    ipp_timeout_seconds: float = 30.0
+    tracking_secret: SecretStr = SecretStr("")
 
     @property
     def resolved_database_url(self) -> str:
