@@ -242,7 +242,7 @@ def customers_import(
     from rich.table import Table
     from sqlalchemy import select
 
-    from repository.customer_import import import_file
+    from api.jobs import import_customer_file
     from repository.models import User
 
     if not file.is_file():
@@ -266,8 +266,8 @@ def customers_import(
             def keep(rejected: dict) -> None:
                 reject_file.write(json.dumps(rejected, ensure_ascii=False) + "\n")
 
-            report = import_file(stream, actor=user, fmt=fmt, filename=file.name, chunk_size=chunk_size,
-                                 on_progress=advance, on_rejection=keep if reject_file else None)
+            report = import_customer_file(stream, actor=user, fmt=fmt, filename=file.name, chunk_size=chunk_size,
+                                          on_progress=advance, on_rejection=keep if reject_file else None)
     except RepositoryError as exc:
         _fail(f"nothing imported: {exc.detail}", 2)
     finally:

@@ -1,6 +1,8 @@
-"""Bulk customer import from CSV (with a header row) or JSON Lines, streamed: rows are read one at a time and
-committed in chunks, each in its own transaction, so a file of any length works in bounded memory and a crash
-loses at most one chunk (running the file again is safe: the import is an upsert on external_ref).
+"""Bulk customer import from CSV (with a header row) or JSON Lines, streamed: `CustomerFile` reads the rows one
+at a time and `chunks` hands them out in lists, so a file of any length works in bounded memory. Each chunk goes
+through `service.import_customers` in the caller's session; the caller (api.jobs.import_customer_file, used by the
+API and the CLI) commits chunk by chunk, so a crash loses at most one chunk (running the file again is safe: the
+import is an upsert on external_ref).
 
 CSV columns are the customer fields by name, with `address_line1`..`address_line4` for the address lines,
 `pref.<category>` for channel preferences and `segment.<key>` for segment attributes. A JSON Lines row is an
@@ -14,17 +16,11 @@ import csv
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from sqlalchemy.engine import Engine
-
-from repository import audit, events
-from repository.access import require_role
-from repository.db import transaction
 from repository.errors import InvalidInputError, UnsupportedMediaTypeError
-from repository.models import User
-from repository.service.customers import WRITE_ROLES, ImportReport, MalformedRow, import_customers
+from repository.service.customers import KEEP_REJECTIONS, MalformedRow
 
 CHUNK = 500
 MAX_LINE = 1024 * 1024
@@ -248,30 +244,9 @@ def _json_fields(obj: dict[str, Any]) -> dict[str, Any]:
     return {**fields, **{ADDRESS_PARTS[k]: address.get(k) for k in ADDRESS_PARTS}}
 
 
-def import_file(stream: BinaryIO, *, actor: User, fmt: str | None = None, filename: str | None = None,
-                media_type: str | None = None, chunk_size: int = CHUNK, engine: Engine | None = None,
-                on_progress: Callable[[ImportReport, int], None] | None = None,
-                on_rejection: Callable[[dict[str, Any]], None] | None = None) -> ImportReport:
-    """Import a seekable CSV or JSON Lines stream in chunks of `chunk_size` rows, each chunk committed in its own
-    transaction; `on_progress(report so far, bytes read)` after each chunk, `on_rejection(row)` for every
-    rejected row. The whole run is audited at the end."""
-    require_role(actor, *WRITE_ROLES)
-    source = CustomerFile(stream, fmt=fmt, filename=filename, media_type=media_type)
-    chunk_size = min(max(chunk_size, 1), ImportReport().keep)
-    report = ImportReport()
+def chunks(source: CustomerFile, size: int = CHUNK) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    """The file's rows in lists of at most `size` (1..KEEP_REJECTIONS), for a caller that commits each one."""
+    size = min(max(size, 1), KEEP_REJECTIONS)
     rows = source.rows()
-    while chunk := list(itertools.islice(rows, chunk_size)):
-        with transaction(engine) as session:
-            part = import_customers(session, actor=actor, rows=chunk)
-        if on_rejection is not None:
-            for rejected in part.rejected:
-                on_rejection(rejected)
-        report.add(part)
-        if on_progress is not None:
-            on_progress(report, source.bytes_read)
-    counts = {k: v for k, v in report.as_dict().items() if k not in ("rejected", "rejected_truncated")}
-    with transaction(engine) as session:
-        audit.record(session, actor=actor.username, action="customers.imported", object_type="customer",
-                     details={"file": filename, "format": source.format, **counts})
-        events.emit(session, events.CUSTOMERS_IMPORTED, {"file": filename, **counts})
-    return report
+    while chunk := list(itertools.islice(rows, size)):
+        yield chunk

@@ -13,10 +13,11 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 from email_validator import EmailNotValidError, validate_email
 
 from repository.errors import InvalidInputError
+from repository.locales import normalise_locale
 
 CHANNELS = ("print", "email", "sms", "portal", "none")
 DEFAULT_LOCALE = "en-GB"
@@ -152,14 +153,9 @@ def postcode(value: str, *, country: str) -> str:
 
 
 def locale(value: str) -> str:
-    """A BCP 47 tag babel knows, in canonical form ("en_gb" -> "en-GB")."""
-    if not isinstance(value, str):
-        raise _bad("locale", "must be text")
-    try:
-        parsed = Locale.parse(value.strip().replace("_", "-"), sep="-")
-    except (ValueError, TypeError, UnknownLocaleError) as exc:
-        raise _bad("locale", f"{value.strip()!r} is not a known language tag (like en-GB or de-DE)") from exc
-    return str(parsed).replace("_", "-")
+    """A BCP 47 tag babel knows, as repository.locales normalises it ("en_gb" -> "en-GB", "en_GB@euro" ->
+    "en-GB"; "und" and empty text are refused)."""
+    return normalise_locale(value, field="locale")
 
 
 def address_lines(value: Any) -> list[str]:

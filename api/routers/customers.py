@@ -13,12 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CurrentUser
 from api.errors import problem
 from api.idempotency import idempotent_create
+from api.jobs import import_customer_file
 from api.uploads import read_form
 from repository import service
 from repository.access import require_role
 from repository.config import get_settings
 from repository.content import ContentStager, StagedContent
-from repository.customer_import import import_file
 from repository.db import transaction
 from repository.errors import ContentTooLargeError, PreconditionFailedError, UnsupportedMediaTypeError
 from repository.models import Customer, CustomerConsent, User
@@ -209,7 +209,7 @@ async def _stage_body(request: Request, max_bytes: int, tmp_dir) -> StagedConten
 def _run_import(user: User, staged: StagedContent, filename: str | None, media_type: str | None,
                 fmt: str | None) -> dict:
     with staged.open() as stream:
-        report = import_file(stream, actor=user, fmt=fmt, filename=filename, media_type=media_type)
+        report = import_customer_file(stream, actor=user, fmt=fmt, filename=filename, media_type=media_type)
     return report.as_dict()
 
 

@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from babel import Locale, UnknownLocaleError
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError as JSONSchemaError
 from referencing import Registry
@@ -37,13 +36,10 @@ MAX_TEMPLATE_BYTES = 20 * 1024 * 1024
 
 
 def normalise_locale(value: str) -> str:
-    """A BCP 47 tag as "en-GB"; InvalidInputError when babel does not know it."""
-    try:
-        parsed = Locale.parse((value or "").strip().replace("-", "_"))
-    except (ValueError, TypeError, UnknownLocaleError) as exc:
-        raise InvalidInputError(f"locale {value!r} is not a known locale such as en-GB or de-DE",
-                                field="locale") from exc
-    return "-".join(p for p in (parsed.language, parsed.script, parsed.territory) if p)
+    """A BCP 47 tag as "en-GB" (repository.locales, the one normaliser); InvalidInputError with field=locale."""
+    from repository.locales import normalise_locale as normalise
+
+    return normalise(value, field="locale")
 
 
 def check_schema(schema: Any) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 
 import pytest
+from sqlalchemy import select
 
 from tests.api.helpers import API, assert_problem, create_customer
 
@@ -137,6 +139,7 @@ def test_full_profile_is_stored_normalised(client, helpdesk) -> None:
     ({"mobile": "+44 20 7946 0000"}, "mobile"),
     ({"mobile": "12345"}, "mobile"),
     ({"locale": "xx-YY"}, "locale"),
+    ({"locale": "und"}, "locale"),
     ({"channel_preferences": {"statements": "pigeon"}}, "channel_preferences.statements"),
     ({"address": {"lines": ["1 Main St"], "city": "Springfield"}}, "address.country"),
     ({"address": {"lines": ["1 Main St"], "city": "X", "postcode": "1", "country": "XX"}}, "address.country"),
@@ -383,6 +386,76 @@ def test_import_over_the_size_limit_is_413(repo, monkeypatch, make_user) -> None
         response = small.post(IMPORT, content=big.encode(), headers={**helpdesk.headers, "Content-Type": "text/csv"})
         assert_problem(response, 413, "limit")
         assert small.get(CUSTOMERS, headers=helpdesk.headers).json() == []
+
+
+# The import job (api.jobs), which the endpoint and `postroom customers import` both run --------------------------
+
+def _job(account, text: str, **kw):  # noqa: ANN001, ANN003, ANN202
+    from api.jobs import import_customer_file
+
+    return import_customer_file(io.BytesIO(text.encode()), actor=account.user, filename="customers.csv", **kw)
+
+
+def _stored() -> int:
+    from repository.db import transaction
+    from repository.models import Customer
+
+    with transaction(readonly=True) as s:
+        return s.query(Customer).count()
+
+
+def test_the_import_job_commits_chunk_by_chunk_and_a_rerun_after_a_crash_completes(client, helpdesk) -> None:
+    text = "external_ref,name\n" + "".join(f"K-{i:03},Customer {i}\n" for i in range(7))
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first_chunk(report, done) -> None:  # noqa: ANN001
+        raise Crash
+
+    with pytest.raises(Crash):
+        _job(helpdesk, text, chunk_size=3, on_progress=crash_after_first_chunk)
+    assert _stored() == 3  # the first chunk committed, the rest never ran
+    progress: list[tuple[int, int]] = []
+    report = _job(helpdesk, text, chunk_size=3, on_progress=lambda r, done: progress.append((r.rows, done)))
+    assert [rows for rows, _ in progress] == [3, 6, 7]
+    assert progress[-1][1] == len(text.encode())  # bytes read, for a progress bar
+    assert (report.imported, report.unchanged) == (4, 3)
+    assert _stored() == 7
+
+
+def test_the_import_job_reports_every_rejection_and_audits_the_run_once(client, helpdesk) -> None:
+    from repository.db import transaction
+    from repository.models import AuditEntry, OutboxEvent
+
+    text = "external_ref,name,email\n" + "".join(
+        f"E-{i},Person {i},{'bad@' if i % 2 else f'p{i}@example.com'}\n" for i in range(6))
+    rejected: list[dict] = []
+    report = _job(helpdesk, text, chunk_size=2, on_rejection=rejected.append)
+    assert (report.imported, report.rejected_count) == (3, 3)
+    assert [r["line"] for r in rejected] == [3, 5, 7] and rejected == report.rejected
+    with transaction(readonly=True) as s:
+        runs = s.execute(select(AuditEntry).where(AuditEntry.action == "customers.imported")).scalars().all()
+        events = s.execute(select(OutboxEvent).where(OutboxEvent.name == "customers.imported")).scalars().all()
+    assert len(runs) == 1 and len(events) == 1
+    assert runs[0].actor == "harry"
+    assert {k: runs[0].details[k] for k in ("file", "format", "imported", "rejected_count")} == {
+        "file": "customers.csv", "format": "csv", "imported": 3, "rejected_count": 3}
+
+
+def test_the_import_job_checks_the_role_before_reading_anything(client, approver) -> None:
+    from api.jobs import import_customer_file
+    from repository.errors import PermissionDeniedError
+
+    class Unreadable(io.BytesIO):
+        def read(self, *args):  # noqa: ANN002, ANN202
+            raise AssertionError("the file was read")
+
+        readline = read
+
+    with pytest.raises(PermissionDeniedError):
+        import_customer_file(Unreadable(), actor=approver.user, filename="customers.csv")
+    assert _stored() == 0
 
 
 def test_create_with_the_same_idempotency_key_registers_once(client, helpdesk) -> None:

@@ -102,6 +102,43 @@ def test_locale_is_a_canonical_bcp47_tag() -> None:
         _fails(lambda b=bad: v.locale(b), "locale")
 
 
+@pytest.mark.parametrize(("raw", "normalised"), [
+    ("en_GB@euro", "en-GB"),
+    ("de_DE.UTF-8", "de-DE"),
+    ("en_GB.UTF-8@euro", "en-GB"),
+    ("EN-gb", "en-GB"),
+    ("zh-TW", "zh-Hant-TW"),
+    ("en-US-POSIX", "en-US"),
+])
+def test_locale_modifiers_encodings_and_variants_are_dropped(raw, normalised) -> None:
+    assert v.locale(raw) == normalised
+
+
+@pytest.mark.parametrize("bad", ["und", "UND", "und-GB", "und_Latn", "root", "", "  ", "@euro", ".UTF-8", "C",
+                                 "x" * 200, None, 5])
+def test_locale_without_a_language_is_refused(bad) -> None:
+    error = _fails(lambda: v.locale(bad), "locale")
+    assert [e["field"] for e in error.extra["errors"]] == ["locale"]
+
+
+def test_the_template_normaliser_is_the_same_one() -> None:
+    """correspondence's normalise_locale (template variants, letter lookup) answers exactly as the customer one."""
+    from correspondence.service.templates import normalise_locale
+
+    for tag in ("en_GB@euro", "de_DE.UTF-8", "en_gb", "zh-TW", "sr_Latn_RS", "ca_ES_VALENCIA"):
+        assert normalise_locale(tag) == v.locale(tag)
+    for bad in ("und", "", "xx-YY", None):
+        error = _fails(lambda b=bad: normalise_locale(b), "locale")
+        assert isinstance(error, InvalidInputError)
+
+
+def test_a_profile_with_an_undetermined_locale_is_refused_and_an_absent_one_is_en_gb() -> None:
+    assert v.check_profile(profile(locale=None))["locale"] == "en-GB"
+    assert v.check_profile(profile(locale="en_GB@euro"))["locale"] == "en-GB"
+    error = _fails(lambda: v.check_profile(profile(locale="und")), "locale")
+    assert [e["field"] for e in error.extra["errors"]] == ["locale"]
+
+
 def test_channel_preferences_take_known_channels_only() -> None:
     assert v.channel_preferences({"statements": "Email", "marketing": "none"}) == \
         {"marketing": "none", "statements": "email"}

@@ -1,16 +1,18 @@
 """The customer registry through the service layer, on SQLite and PostgreSQL: profiles, consents, the
-undeliverable flag, and bulk import (upsert, idempotent re-runs, row errors with line numbers, chunked commits)."""
+undeliverable flag, and bulk import (the file reader, and the upsert of rows into the caller's session: idempotent
+re-runs, row errors with line numbers). The chunk-by-chunk commits of an import are the job's: tests/api."""
 
 from __future__ import annotations
 
 import io
 import json
+import threading
 
 import pytest
 from sqlalchemy import select
 
 from repository import service
-from repository.customer_import import import_file
+from repository.customer_import import CustomerFile, chunks
 from repository.db import transaction
 from repository.errors import (
     DuplicateError,
@@ -20,6 +22,7 @@ from repository.errors import (
     UnsupportedMediaTypeError,
 )
 from repository.models import AuditEntry, Customer, CustomerConsent, OutboxEvent
+from repository.service.customers import record_import
 
 pytestmark = pytest.mark.usefixtures("repo")
 
@@ -175,6 +178,43 @@ def test_consent_history_is_kept_and_the_newest_per_purpose_is_current(helpdesk)
     assert [e["field"] for e in caught.value.extra["errors"]] == ["purpose", "source"]
 
 
+@pytest.mark.parametrize("change", ["consent", "undeliverable"])
+def test_a_change_without_if_match_waits_for_a_concurrent_change_instead_of_failing(helpdesk, change) -> None:  # noqa: ANN001
+    """Recording a consent (or flagging the address) sends no If-Match, so a change another transaction commits
+    meanwhile must not make it fail with 412: it waits for that change and builds on it."""
+    cid = _create(helpdesk, **ADDRESS)
+    outcome: dict = {}
+
+    def record() -> None:
+        try:
+            with transaction() as s:
+                if change == "consent":
+                    service.record_consent(s, actor=helpdesk, customer_id=cid, purpose="marketing-email",
+                                           granted=True, source="call-centre")
+                else:
+                    service.mark_undeliverable(s, actor=helpdesk, customer_id=cid, reason="gone away")
+                outcome["version"] = service.get_customer(s, customer_id=cid).version
+        except Exception as exc:  # reported below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=record)
+    with transaction() as s:
+        service.update_customer(s, actor=helpdesk, customer_id=cid, changes={"name": "Ada King"},
+                                expected_version=1)
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive(), outcome  # it waits for this transaction (a row lock, or SQLite's write lock)
+    worker.join(timeout=60)
+    assert outcome == {"version": 3}
+    customer = _get(cid)
+    assert (customer.name, customer.version) == ("Ada King", 3)
+    if change == "consent":
+        with transaction(readonly=True) as s:
+            assert [c.purpose for c in service.current_consents(s, customer_id=cid)] == ["marketing-email"]
+    else:
+        assert customer.address_undeliverable is True
+
+
 def test_search_is_case_insensitive_and_pages_with_a_cursor(helpdesk) -> None:  # noqa: ANN001
     for i in range(5):
         _create(helpdesk, ref=f"REF-{i}", name=f"Customer {i}")
@@ -205,8 +245,13 @@ CSV = (
 )
 
 
-def _import(actor, text: str, *, filename: str = "customers.csv", **kw):  # noqa: ANN001, ANN003, ANN202
-    return import_file(io.BytesIO(text.encode()), actor=actor, filename=filename, **kw)
+def _import(actor, text: str, *, filename: str = "customers.csv"):  # noqa: ANN001, ANN202
+    """The file's rows upserted in one transaction the caller owns, and the run audited, as the import job does."""
+    source = CustomerFile(io.BytesIO(text.encode()), filename=filename)
+    with transaction() as s:
+        report = service.import_customers(s, actor=actor, rows=source.rows())
+        record_import(s, actor=actor, report=report, file=filename, fmt=source.format)
+    return report
 
 
 def test_csv_import_reports_rows_and_errors_with_physical_line_numbers(helpdesk) -> None:  # noqa: ANN001
@@ -269,23 +314,30 @@ def test_jsonl_import_with_bad_lines(helpdesk) -> None:  # noqa: ANN001
     assert (j1.postcode, j1.paperless, j1.segment, j3.locale) == ("1012 LG", True, {"score": 7}, "de-DE")
 
 
-def test_chunks_commit_on_their_own_and_a_rerun_after_a_crash_completes(helpdesk) -> None:  # noqa: ANN001
+def test_the_reader_hands_out_rows_in_chunks_of_at_most_the_size_asked() -> None:
     text = "external_ref,name\n" + "".join(f"K-{i:03},Customer {i}\n" for i in range(7))
+    sizes = [len(c) for c in chunks(CustomerFile(io.BytesIO(text.encode()), filename="k.csv"), 3)]
+    assert sizes == [3, 3, 1]
+    assert [len(c) for c in chunks(CustomerFile(io.BytesIO(text.encode()), filename="k.csv"), 0)] == [1] * 7
+    lines = [line for chunk in chunks(CustomerFile(io.BytesIO(text.encode()), filename="k.csv"), 5000)
+             for line, _ in chunk]
+    assert lines == list(range(2, 9))
+    assert _count() == 0  # reading imports nothing
 
-    class Crash(Exception):
+
+def test_import_rows_go_into_the_callers_transaction(helpdesk) -> None:  # noqa: ANN001
+    """The service never commits: rows imported in a transaction that is rolled back leave nothing behind."""
+    source = CustomerFile(io.BytesIO(b"external_ref,name\nR-1,Ada\nR-2,Grace\n"), filename="r.csv")
+
+    class Abort(Exception):
         pass
 
-    def crash_after_first_chunk(report, done) -> None:  # noqa: ANN001
-        raise Crash
-
-    with pytest.raises(Crash):
-        _import(helpdesk, text, chunk_size=3, on_progress=crash_after_first_chunk)
-    assert _count() == 3  # the first chunk committed, the rest never ran
-    progress: list[int] = []
-    report = _import(helpdesk, text, chunk_size=3, on_progress=lambda r, done: progress.append(r.rows))
-    assert progress == [3, 6, 7]
-    assert (report.imported, report.unchanged) == (4, 3)
-    assert _count() == 7
+    with pytest.raises(Abort), transaction() as s:
+        report = service.import_customers(s, actor=helpdesk, rows=source.rows())
+        assert report.imported == 2 and s.query(Customer).count() == 2
+        raise Abort
+    assert _count() == 0
+    assert _events("customer.created") == []
 
 
 def test_import_row_the_database_refuses_is_rejected_alone(helpdesk, database) -> None:  # noqa: ANN001
@@ -317,7 +369,7 @@ def test_import_needs_a_writing_role_and_nothing_is_read_without_one(make_user) 
 ])
 def test_a_file_that_is_not_customer_csv_or_jsonl_imports_nothing(helpdesk, data, error) -> None:  # noqa: ANN001
     with pytest.raises(error):
-        import_file(io.BytesIO(data), actor=helpdesk, filename="upload")
+        CustomerFile(io.BytesIO(data), filename="upload")
     assert _count() == 0
 
 

@@ -8,7 +8,13 @@ from repository.service.customers._contact import (
     mark_undeliverable,
     record_consent,
 )
-from repository.service.customers._import import ImportReport, MalformedRow, import_customers
+from repository.service.customers._import import (
+    KEEP_REJECTIONS,
+    ImportReport,
+    MalformedRow,
+    import_customers,
+    record_import,
+)
 from repository.service.customers._profile import (
     CREATE_ROLES,
     WRITE_ROLES,
@@ -22,6 +28,7 @@ from repository.service.customers._profile import (
 
 __all__ = [
     "CREATE_ROLES",
+    "KEEP_REJECTIONS",
     "WRITE_ROLES",
     "CustomerPage",
     "ImportReport",
@@ -35,6 +42,7 @@ __all__ = [
     "import_customers",
     "mark_undeliverable",
     "record_consent",
+    "record_import",
     "search_customers",
     "search_customers_page",
     "update_customer",

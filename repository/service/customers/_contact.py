@@ -12,7 +12,13 @@ from repository.access import require_role
 from repository.customer_validation import flag, text
 from repository.errors import InvalidInputError
 from repository.models import Customer, CustomerConsent, User
-from repository.service.customers._profile import UNDELIVERABLE_CLEARED, WRITE_ROLES, bump, get_customer
+from repository.service.customers._profile import (
+    UNDELIVERABLE_CLEARED,
+    WRITE_ROLES,
+    bump,
+    get_customer,
+    lock_customer,
+)
 from repository.types import utcnow
 
 _PURPOSE = re.compile(r"^[a-z][a-z0-9._-]{0,99}$")
@@ -20,9 +26,10 @@ _PURPOSE = re.compile(r"^[a-z][a-z0-9._-]{0,99}$")
 
 def record_consent(session: Session, *, actor: User, customer_id: str, purpose: str, granted: bool,
                    source: str) -> CustomerConsent:
-    """Append a consent decision (the newest one per purpose is the customer's current answer)."""
+    """Append a consent decision (the newest one per purpose is the customer's current answer). It needs no
+    If-Match: the customer row is locked, so a change made at the same time is waited for, never a 412."""
     require_role(actor, *WRITE_ROLES)
-    customer = get_customer(session, customer_id=customer_id)
+    customer = lock_customer(session, customer_id=customer_id)
     errors = []
     if not isinstance(purpose, str) or not _PURPOSE.match(purpose.strip()):
         errors.append({"field": "purpose", "message": "must be 1-100 lower-case letters, digits, '.', '_' or '-', "
@@ -81,7 +88,7 @@ def mark_undeliverable(session: Session, *, actor: User, customer_id: str, reaso
     """Flag the customer's postal address as undeliverable (mail came back), for the output subsystem; a flag
     already set keeps its first reason and time. Setting a new address clears it."""
     require_role(actor, *WRITE_ROLES)
-    customer = get_customer(session, customer_id=customer_id)
+    customer = lock_customer(session, customer_id=customer_id)
     reason_text = text(reason, field="reason", max_length=500, required=True)
     if not customer.address_lines:
         raise InvalidInputError(f"customer {customer_id} has no postal address to mark undeliverable",
@@ -99,7 +106,7 @@ def mark_undeliverable(session: Session, *, actor: User, customer_id: str, reaso
 def clear_undeliverable(session: Session, *, actor: User, customer_id: str) -> Customer:
     """Take the undeliverable flag off (the address was confirmed); nothing happens when it is not set."""
     require_role(actor, *WRITE_ROLES)
-    customer = get_customer(session, customer_id=customer_id)
+    customer = lock_customer(session, customer_id=customer_id)
     if not customer.address_undeliverable:
         return customer
     bump(session, customer, dict(UNDELIVERABLE_CLEARED))

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DataError as SQLDataError
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
 
+from repository import audit, events
 from repository.access import require_role
 from repository.errors import RepositoryError
 from repository.models import Customer, User
@@ -124,3 +125,13 @@ def import_customers(session: Session, *, actor: User, rows: Iterable[tuple[int,
                     session.expire(existing)
                 report.reject(line, ref, _errors_of(exc))
     return report
+
+
+def record_import(session: Session, *, actor: User, report: ImportReport, file: str | None, fmt: str) -> None:
+    """Audit a whole import run (and emit customers.imported) with its counts; the caller commits it, after the
+    run's chunks."""
+    require_role(actor, *WRITE_ROLES)
+    counts = {k: v for k, v in report.as_dict().items() if k not in ("rejected", "rejected_truncated")}
+    audit.record(session, actor=actor.username, action="customers.imported", object_type="customer",
+                 details={"file": file, "format": fmt, **counts})
+    events.emit(session, events.CUSTOMERS_IMPORTED, {"file": file, **counts})

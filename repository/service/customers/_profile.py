@@ -84,6 +84,17 @@ def get_customer(session: Session, *, customer_id: str) -> Customer:
     return customer
 
 
+def lock_customer(session: Session, *, customer_id: str) -> Customer:
+    """The customer with this id, read afresh and locked for the rest of the transaction (FOR UPDATE on
+    PostgreSQL; on SQLite a writing transaction holds the database's write lock from its start), for a change
+    that takes no If-Match: it waits for a concurrent change instead of failing on it. NotFoundError otherwise."""
+    customer = session.execute(select(Customer).where(Customer.id == customer_id).with_for_update()
+                               .execution_options(populate_existing=True)).scalar_one_or_none()
+    if customer is None:
+        raise NotFoundError(f"customer {customer_id} not found")
+    return customer
+
+
 def bump(session: Session, customer: Customer, values: dict[str, Any], *, expected_version: int | None = None
          ) -> None:
     """Write values and the next version if the customer is still at `expected_version` (or the version we
