@@ -31,7 +31,13 @@ def _email(settings: Settings) -> Channel:
     return EmailChannel.from_settings(settings)
 
 
-_FACTORIES: dict[str, Callable[[Settings], Channel]] = {"email": _email}
+def _sms(settings: Settings) -> Channel:
+    from output.channels._sms import SmsChannel
+
+    return SmsChannel.from_settings(settings)
+
+
+_FACTORIES: dict[str, Callable[[Settings], Channel]] = {"email": _email, "sms": _sms}
 
 
 def get_channel(name: str, settings: Settings) -> Channel:
