@@ -22,6 +22,7 @@ from repository import audit, events, service
 from repository.access import can_read, deny_read
 from repository.content import StagedContent
 from repository.errors import DuplicateError, InvalidInputError, PreconditionFailedError
+from repository.locales import normalise_locale
 from repository.models import Document, DocumentType, DocumentVersion, User
 from repository.service.documents import check_metadata, parse_label, writable_document
 from repository.types import utcnow
@@ -33,13 +34,6 @@ CATEGORIES = ("statement", "notice", "complaint-response", "marketing", "regulat
 _SCHEMA_URI = "urn:postroom:template-schema"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 MAX_TEMPLATE_BYTES = 20 * 1024 * 1024
-
-
-def normalise_locale(value: str) -> str:
-    """A BCP 47 tag as "en-GB" (repository.locales, the one normaliser); InvalidInputError with field=locale."""
-    from repository.locales import normalise_locale as normalise
-
-    return normalise(value, field="locale")
 
 
 def check_schema(schema: Any) -> dict[str, Any]:
