@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # All local test services for Postroom: PostgreSQL (ops/postgres.sh) and MinIO (ops/minio.sh).
+# Also an IPP printer (ops/ipp-printer.sh, CUPS's ippeveprinter) for the print-device channel.
 #
 #   ops/services.sh start   # start both (idempotent), print all exports
 #   ops/services.sh stop    # stop both
@@ -15,10 +16,13 @@ case "${1:-}" in
         # Sub-scripts print their exports; collect them so a failure prints nothing half-done.
         pg_env="$("$HERE/postgres.sh" start)"
         minio_env="$("$HERE/minio.sh" start)"
+        ipp_env="$("$HERE/ipp-printer.sh" start)"
         printf '%s\n%s\n' "$pg_env" "$minio_env"
+        printf '%s\n' "$ipp_env"
         ;;
     stop)
         rc=0
+        "$HERE/ipp-printer.sh" stop || rc=1
         "$HERE/minio.sh" stop || rc=1
         "$HERE/postgres.sh" stop || rc=1
         exit "$rc"
@@ -26,6 +30,7 @@ case "${1:-}" in
     env)
         "$HERE/postgres.sh" env
         "$HERE/minio.sh" env
+        "$HERE/ipp-printer.sh" env
         ;;
     *)
         echo "usage: $0 start|stop|env" >&2

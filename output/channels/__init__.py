@@ -37,7 +37,13 @@ def _sms(settings: Settings) -> Channel:
     return SmsChannel.from_settings(settings)
 
 
-_FACTORIES: dict[str, Callable[[Settings], Channel]] = {"email": _email, "sms": _sms}
+def _print(settings: Settings) -> Channel:
+    from output.channels._ipp import IppChannel
+
+    return IppChannel.from_settings(settings)
+
+
+_FACTORIES: dict[str, Callable[[Settings], Channel]] = {"email": _email, "sms": _sms, "print": _print}
 
 
 def get_channel(name: str, settings: Settings) -> Channel:
