@@ -43,7 +43,15 @@ def _print(settings: Settings) -> Channel:
     return IppChannel.from_settings(settings)
 
 
-_FACTORIES: dict[str, Callable[[Settings], Channel]] = {"email": _email, "sms": _sms, "print": _print}
+def _portal(settings: Settings) -> Channel:
+    from output.channels._portal import PortalChannel
+
+    return PortalChannel()
+
+
+_FACTORIES: dict[str, Callable[[Settings], Channel]] = {
+    "email": _email, "sms": _sms, "print": _print, "portal": _portal,
+}
 
 
 def get_channel(name: str, settings: Settings) -> Channel:
