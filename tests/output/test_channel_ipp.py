@@ -140,3 +140,49 @@ def test_codec_decodes_groups_values_and_out_of_band() -> None:
                    + attr(0x41, "a", b"b") + b"\x03"]:
         with pytest.raises(ipp.IppFormatError):
             ipp.decode_response(broken)
+
+
+def _job_answer(status: int, state: int | None) -> bytes:
+    def attr(tag: int, name: str, value: bytes) -> bytes:
+        return struct.pack(">BH", tag, len(name)) + name.encode() + struct.pack(">H", len(value)) + value
+
+    job = b"" if state is None else b"\x02" + attr(0x23, "job-state", struct.pack(">i", state)) + attr(
+        0x44, "job-state-reasons", b"job-canceled-by-user" if state == 7 else b"none")
+    return struct.pack(">BBHi", 1, 1, status, 1) + b"\x01" + attr(0x47, "attributes-charset", b"utf-8") + job + b"\x03"
+
+
+@pytest.mark.parametrize(("status", "state", "expected"), [
+    (0, 3, None), (0, 5, None), (0, 6, None), (0, 9, ("delivered", False)), (0, 8, ("failed", True)),
+    (0, 7, ("failed", True)), (0x0406, None, ("failed", True)), (0x0400, None, ("failed", False)),
+])
+def test_job_states_map_to_results(status, state, expected) -> None:  # noqa: ANN001
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            seen.append(self.rfile.read(int(self.headers["Content-Length"])))
+            body = _job_answer(status, state)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/ipp")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        uri = f"ipp://127.0.0.1:{server.server_address[1]}/ipp/print"
+        result = get_channel("print", Settings(ipp_printer_uri=uri, ipp_timeout_seconds=3)).check(f"{uri}/12")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen[0][2:4] == b"\x00\x09"  # Get-Job-Attributes
+    assert b"\x21\x00\x06job-id\x00\x04\x00\x00\x00\x0c" in seen[0]
+    assert (None if result is None else (result.status, result.retryable)) == expected
