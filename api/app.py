@@ -8,13 +8,17 @@ import threading
 from fastapi import FastAPI
 
 from api import dav
-from api.errors import install_error_handlers, problem
+from api.errors import install_error_handlers, problem, register_error_mapping
 from api.metrics import MetricsMiddleware
 from api.routers import audit, auth, customers, document_types, documents, health, templates
 from correspondence import events as correspondence_events
+from output.errors import PoolBusyError, ServiceUnavailableError
 from repository.config import get_settings
 from repository.db import get_engine
 from repository.events import run_worker
+
+# Busy or missing converters (output/compose/) answer 503 with Retry-After.
+register_error_mapping([(PoolBusyError, 503), (ServiceUnavailableError, 503)])
 
 
 class HeaderLimitMiddleware:

@@ -103,6 +103,8 @@ def install_error_handlers(app: FastAPI) -> None:
             log.error("integrity failure on %s: %s", request.url.path, exc.detail)
         public = {k: v for k, v in exc.extra.items() if k not in ("actor", "object_type", "object_id", "attempted")}
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if exc.extra.get("retry_after") is not None:
+            headers = {**(headers or {}), "Retry-After": str(exc.extra["retry_after"])}
         title = "Not found" if isinstance(exc, AccessDeniedError) else exc.title
         # A denied read must be indistinguishable from a missing object, down to the problem type.
         slug = "not-found" if isinstance(exc, AccessDeniedError) else _slug(exc)

@@ -22,3 +22,8 @@ else
     apt_install litmus
     command -v litmus >/dev/null 2>&1 || { log "ERROR: litmus still missing after installing"; exit 1; }
 fi
+
+# LibreOffice and veraPDF for the composition tests (tests/output/test_compose_*.py, marker `libreoffice`).
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bash "$HERE/libreoffice.sh"
+bash "$HERE/verapdf.sh"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -33,6 +34,14 @@ class Settings(BaseSettings):
     token_secret_path: Path | None = None
     token_lifetime_minutes: int = 60
     lock_lifetime_hours: float = 8.0
+    # DOCX -> PDF converters (output/compose/): a pool of unoserver processes, ports from uno_port_base upwards.
+    uno_workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    uno_max_queue: int = 32
+    uno_max_conversions: int = 200
+    uno_timeout_s: float = 120.0
+    uno_port_base: int = 2100
+    soffice: str | None = None  # the LibreOffice executable; found on PATH when unset
+    uno_python: str | None = None  # a Python that can `import uno`; /usr/bin/python3 when unset
     max_upload_bytes: int = 100 * 1024 * 1024
     max_zip_uncompressed_bytes: int = 512 * 1024 * 1024
     max_zip_entries: int = 10_000
