@@ -8,6 +8,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import correspondence.models  # noqa: F401  (registers its tables)
+import output.models  # noqa: F401
 import repository.models  # noqa: F401
 from repository.db import Base, get_engine
 
