@@ -14,7 +14,8 @@ from repository.types import UTCDateTime, new_id, utcnow
 # Letter states.
 COMPOSED, DISPATCHING, DONE, FAILED = "composed", "dispatching", "done", "failed"
 # Ledger states; `sending` is the lease taken (and committed) before a channel is called.
-QUEUED, SENDING, SENT, DELIVERED, BOUNCED, SUPPRESSED = "queued", "sending", "sent", "delivered", "bounced", "suppressed"
+QUEUED, SENDING, SENT, DELIVERED = "queued", "sending", "sent", "delivered"
+BOUNCED, SUPPRESSED = "bounced", "suppressed"
 FINAL_STATES = (DELIVERED, FAILED, BOUNCED, SUPPRESSED)
 # Delivery event kinds.
 OPENED, CLICKED = "opened", "clicked"
