@@ -13,7 +13,7 @@ import re
 import tempfile
 import unicodedata
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -169,11 +169,22 @@ class ContentStager:
         self._mem = bytearray()
 
 
-class _SealedReader(io.RawIOBase):
-    """A seekable plaintext view of a sealed blob, decrypting only the segments read."""
+class PlainReader(io.RawIOBase):
+    """A seekable plaintext file over encrypted content, decrypting only the segments it reads.
 
-    def __init__(self, sealer: Sealer, size: int) -> None:
-        self._sealer, self._size, self._pos = sealer, size, 0
+    `read_range(start, end)` streams the plaintext bytes [start, end) (see repository.crypto.decrypt_range).
+    Reading on from where the last read ended continues one stream, asking for twice as much each time it runs
+    out (a whole download is a few store requests, not one per buffer); a seek elsewhere drops it and starts
+    small again (random access, as in a ZIP archive, reads little). Nothing holds the whole content."""
+
+    WINDOW = 256 * 1024
+    MAX_WINDOW = 32 * 1024 * 1024
+
+    def __init__(self, read_range: Callable[[int, int | None], Iterator[bytes]], size: int) -> None:
+        self._read_range, self._size, self._pos = read_range, size, 0
+        self._stream: Iterator[bytes] | None = None
+        self._pending = memoryview(b"")
+        self._window = self.WINDOW
 
     def readable(self) -> bool:
         return True
@@ -186,17 +197,53 @@ class _SealedReader(io.RawIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
+        position = max(0, base + offset)
+        if position != self._pos:
+            self._drop()
+            self._window = self.WINDOW
+        self._pos = position
+        return position
 
     def readinto(self, buffer) -> int:  # noqa: ANN001
-        end = min(self._size, self._pos + len(buffer))
-        if end <= self._pos:
-            return 0
-        data = b"".join(self._sealer.read_plain(self._size, self._pos, end))
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        wanted = min(len(buffer), self._size - self._pos)
+        done = 0
+        while done < wanted:
+            if not self._pending:
+                self._pending = memoryview(self._next_chunk(wanted - done))
+                if not self._pending:
+                    break
+            take = min(wanted - done, len(self._pending))
+            buffer[done : done + take] = self._pending[:take]
+            self._pending = self._pending[take:]
+            done += take
+            self._pos += take
+        return done
+
+    def _next_chunk(self, wanted: int) -> bytes:
+        if self._stream is not None:
+            chunk = next(self._stream, b"")
+            if chunk:
+                return chunk
+            self._stream = None  # its window was read to the end: read on with a larger one
+            self._window = min(self._window * 2, self.MAX_WINDOW)
+        end = min(self._size, self._pos + max(wanted, self._window))
+        self._stream = iter(self._read_range(self._pos, end))
+        return next(self._stream, b"")
+
+    def _drop(self) -> None:
+        stream, self._stream, self._pending = self._stream, None, memoryview(b"")
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+    def close(self) -> None:
+        self._drop()
+        super().close()
+
+
+def open_plain(read_range: Callable[[int, int | None], Iterator[bytes]], size: int) -> BinaryIO:
+    """A buffered PlainReader: a seekable plaintext file over encrypted content."""
+    return io.BufferedReader(PlainReader(read_range, size), buffer_size=PlainReader.WINDOW)  # type: ignore[return-value]
 
 
 @dataclass
@@ -235,7 +282,8 @@ class StagedContent:
         if self.memory is not None:
             return io.BytesIO(self.memory)
         if self.sealer is not None:
-            return io.BufferedReader(_SealedReader(self.sealer, self.size), buffer_size=256 * 1024)  # type: ignore[return-value]
+            sealer, size = self.sealer, self.size
+            return open_plain(lambda start, end: sealer.read_plain(size, start, end), size)
         return self.path.open("rb")  # type: ignore[union-attr]
 
     def release(self) -> None:

@@ -1,14 +1,17 @@
-"""Encrypted content: each document's data key, writing staged content to the blob store, reading it back."""
+"""Encrypted content: each document's data key, writing staged content to the blob store, reading it back (as a
+stream or as a seekable file: the one place that decrypts a stored blob)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from repository import audit, events
-from repository.content import StagedContent
+from repository.content import StagedContent, open_plain
 from repository.crypto import SegmentEncryptor, decrypt_range, encrypt_stream, new_data_key
 from repository.errors import IntegrityError
 from repository.models import DataKey, DocumentVersion
@@ -102,17 +105,41 @@ def store_content(
     return key
 
 
+def _plain_range(
+    session: Session, runtime: Runtime, document_id: str, blob_key: str, size: int
+) -> Callable[[int, int | None], Iterator[bytes]]:
+    """read_range(start, end) over one of a document's blobs; the data key is looked up now."""
+    dek = data_key(session, runtime, document_id)
+    stored = functools.partial(runtime.store.open, blob_key)
+
+    def read_range(start: int, end: int | None) -> Iterator[bytes]:
+        return decrypt_range(dek, stored, size, start, end)
+
+    return read_range
+
+
+def read_blob(
+    session: Session, runtime: Runtime, *, document_id: str, blob_key: str, size: int, start: int = 0,
+    end: int | None = None,
+) -> Iterator[bytes]:
+    """Stream the plaintext of one of a document's blobs (a version's or a working copy's), or the byte range
+    [start, end) of it. The data key is looked up now, so the stream may be read after the session has ended;
+    access must already be checked."""
+    return _plain_range(session, runtime, document_id, blob_key, size)(start, end)
+
+
+def open_blob(session: Session, runtime: Runtime, *, document_id: str, blob_key: str, size: int) -> BinaryIO:
+    """A buffered, seekable plaintext file over one of a document's blobs, decrypting only the segments read
+    (validators, WebDAV GETs). Like read_blob, it may be read after the session has ended."""
+    return open_plain(_plain_range(session, runtime, document_id, blob_key, size), size)
+
+
 def read_content(
     session: Session, *, runtime: Runtime, version: DocumentVersion, start: int = 0, end: int | None = None
 ) -> Iterator[bytes]:
     """Stream the plaintext of a version, or the byte range [start, end) of it."""
-    dek = data_key(session, runtime, version.document_id)
-    store, key, size = runtime.store, version.blob_key, version.size
-
-    def read(offset: int, length: int | None) -> Iterator[bytes]:
-        return store.open(key, offset, length)
-
-    return decrypt_range(dek, read, size, start, end)
+    return read_blob(session, runtime, document_id=version.document_id, blob_key=version.blob_key,
+                     size=version.size, start=start, end=end)
 
 
 def rotate_keys(session: Session, *, runtime: Runtime, actor: str) -> tuple[str, int]:

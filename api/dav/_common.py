@@ -1,5 +1,5 @@
 """What every WebDAV resource shares: the caller, service transactions with errors mapped to DAV statuses, dead
-properties, and streaming readers and writers over the repository's encrypted content."""
+properties, and the writer a PUT body streams into (reading goes through repository.vault.open_blob)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from wsgidav.dav_error import (
 from wsgidav.util import etree
 
 from api.dav import _props
+from api.dav._lockrows import release_at
 from api.errors import audit_denial, status_for
 from repository import errors
 from repository.db import transaction
@@ -99,6 +100,62 @@ def not_found(what: str) -> DAVError:
     return DAVError(HTTP_NOT_FOUND, what)
 
 
+class MovedInOneTransaction:
+    """MOVE and DELETE for the writable tree (/dav/files/), each one repository transaction: replacing what stands at
+    a MOVE's destination, the change itself, and releasing the locks on the source (which may check a working copy
+    in). A refused check-in so leaves nothing moved, replaced or deleted. Mixed into resources that implement
+    `check_movable()`, `move_in()` and `remove_in()`."""
+
+    def check_movable(self) -> None:
+        """Raise unless this resource can be moved or deleted at all."""
+        raise forbidden("this resource cannot be moved or deleted")
+
+    def move_in(self, session: Session, user: User, parent_id: str, name: str) -> None:
+        """Move (or rename) this resource into folder `parent_id` as `name`, in the caller's transaction."""
+        raise NotImplementedError
+
+    def remove_in(self, session: Session, user: User) -> None:
+        """Delete this resource (documents go to the trash), in the caller's transaction."""
+        raise NotImplementedError
+
+    def handle_move(self, dest_path):  # noqa: ANN001, ANN201
+        # Called by wsgidav before it would delete the destination in a transaction of its own. A destination that
+        # exists is replaced here, together with the move (204 No Content); a new name goes on to move_recursive
+        # (201 Created).
+        self.check_movable()
+        target = self.provider.get_resource_inst(dest_path, self.environ)  # type: ignore[attr-defined]
+        if target is None:
+            return False
+        self._move(dest_path, replacing=target)
+        return True
+
+    def support_recursive_move(self, dest_path):  # noqa: ANN001, ANN201
+        return True
+
+    def move_recursive(self, dest_path):  # noqa: ANN001, ANN201
+        self.check_movable()
+        self._move(dest_path, replacing=None)
+        return []
+
+    def _move(self, dest_path: str, *, replacing) -> None:  # noqa: ANN001
+        parent_id, name = self.provider.folder_and_name(dest_path, self.environ)  # type: ignore[attr-defined]
+        user = actor(self.environ)  # type: ignore[attr-defined]
+        with service() as session:
+            if replacing is not None:
+                replacing.check_movable()
+                replacing.remove_in(session, user)
+                release_at(session, replacing.get_ref_url(), recursive=replacing.is_collection)
+            self.move_in(session, user, parent_id, name)
+            release_at(session, self.get_ref_url(), recursive=self.is_collection)  # type: ignore[attr-defined]
+
+    def delete(self):  # noqa: ANN201
+        self.check_movable()
+        with service() as session:
+            self.remove_in(session, actor(self.environ))  # type: ignore[attr-defined]
+            release_at(session, self.get_ref_url(), recursive=self.is_collection)  # type: ignore[attr-defined]
+        return []
+
+
 class DeadProperties:
     """Dead properties (PROPPATCH) kept per repository object, so they survive restarts, moves and renames.
     Mixed into resources that set `prop_key` and implement `check_prop_write()`."""
@@ -134,40 +191,6 @@ class DeadProperties:
     def remove_all_properties(self, *, recursive):  # noqa: ANN001, ANN201
         if self.prop_key:
             _props.remove_all(self.prop_key)
-
-
-class PlainReader:
-    """A file-like view of decrypted content for wsgidav's GET: read() in blocks, seek() once for a range.
-    Only what is read is decrypted; nothing holds the whole content."""
-
-    def __init__(self, open_from: Callable[[int], Iterator[bytes]]) -> None:
-        self._open_from = open_from
-        self._pos = 0
-        self._stream: Iterator[bytes] | None = None
-        self._buffer = bytearray()
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence != 0:
-            raise OSError("only absolute seeks are supported")
-        self._pos, self._stream, self._buffer = offset, None, bytearray()
-        return offset
-
-    def read(self, size: int = -1) -> bytes:
-        if self._stream is None:
-            self._stream = self._open_from(self._pos)
-        while size < 0 or len(self._buffer) < size:
-            chunk = next(self._stream, b"")
-            if not chunk:
-                break
-            self._buffer += chunk
-        take = len(self._buffer) if size < 0 else min(size, len(self._buffer))
-        data = bytes(self._buffer[:take])
-        del self._buffer[:take]
-        self._pos += take
-        return data
-
-    def close(self) -> None:
-        self._stream, self._buffer = None, bytearray()
 
 
 class UploadWriter:

@@ -4,18 +4,17 @@ and used after it; reading and writing their content."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from api.dav._common import PlainReader, UploadWriter, service
+from api.dav._common import UploadWriter, service
 from repository import service as repo
 from repository import vault
 from repository.config import get_settings
 from repository.content import ContentStager, StagedContent
-from repository.crypto import decrypt_range
 from repository.models import Document, DocumentVersion, User
 from repository.runtime import get_runtime
 from repository.service.documents import lock_holder
@@ -89,16 +88,10 @@ def info(session: Session, user: User, document_id: str) -> DocInfo:
     return infos(session, user, [repo.get_document(session, actor=user, document_id=document_id)])[0]
 
 
-def open_content(session: Session, document_id: str, content: Content) -> PlainReader:
-    """A reader over decrypted content; the data key is looked up now, the blob read as wsgidav reads."""
-    runtime = get_runtime()
-    dek = vault.data_key(session, runtime, document_id)
-    store, key, size = runtime.store, content.blob_key, content.size
-
-    def open_from(start: int) -> Iterator[bytes]:
-        return decrypt_range(dek, lambda offset, length: store.open(key, offset, length), size, start, size)
-
-    return PlainReader(open_from)
+def open_content(session: Session, document_id: str, content: Content) -> BinaryIO:
+    """A seekable reader over decrypted content (the data key is looked up now, the blob read as wsgidav reads)."""
+    return vault.open_blob(session, get_runtime(), document_id=document_id, blob_key=content.blob_key,
+                           size=content.size)
 
 
 def staging_writer(session: Session, *, document_id: str | None, commit, filename: str) -> UploadWriter:  # noqa: ANN001
@@ -113,13 +106,15 @@ def stage_copy(document_id: str, content: Content, filename: str, *, target_id: 
     """Stage a copy of a document's content for another document (a new one when `target_id` is None), encrypted
     under that document's key as it is read."""
     with service(readonly=True) as session:
-        reader = open_content(session, document_id, content)
-        sealer = vault.open_sealer(session, get_runtime(), document_id=target_id)
+        runtime = get_runtime()
+        chunks = vault.read_blob(session, runtime, document_id=document_id, blob_key=content.blob_key,
+                                 size=content.size)
+        sealer = vault.open_sealer(session, runtime, document_id=target_id)
     settings = get_settings()
     stager = ContentStager(max_bytes=max(settings.max_upload_bytes, content.size), tmp_dir=settings.tmp_dir,
                            sealer=sealer)
     try:
-        while chunk := reader.read(1024 * 1024):
+        for chunk in chunks:
             stager.write(chunk)
     except BaseException:
         stager.discard()

@@ -8,7 +8,7 @@ from wsgidav import util
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from api.dav import _props
-from api.dav._common import DeadProperties, actor, forbidden, service
+from api.dav._common import DeadProperties, MovedInOneTransaction, actor, forbidden, service
 from api.dav._content import (
     Content,
     DocInfo,
@@ -98,10 +98,11 @@ class VersionFile(_ContentFile):
         return self.content.modified.timestamp()
 
 
-class DocumentFile(DeadProperties, _ContentFile):
+class DocumentFile(MovedInOneTransaction, DeadProperties, _ContentFile):
     """A document's file: GET answers the current version (the lock holder's working copy, if they saved one),
     LOCK checks out, PUT saves the working copy (or checks in a new version without a lock), UNLOCK checks in.
-    Documents in folders (/dav/files/) can also be deleted (to the trash), copied and moved."""
+    Documents in folders (/dav/files/) can also be deleted (to the trash, discarding a working copy), copied and
+    moved (renamed; releasing the mover's lock checks the working copy in)."""
 
     def __init__(self, path: str, environ: dict, doc: DocInfo, *, filed: bool) -> None:
         super().__init__(path, environ, doc.id, doc.shown)
@@ -155,25 +156,15 @@ class DocumentFile(DeadProperties, _ContentFile):
         finally:
             staged.release()
 
-    def delete(self):  # noqa: ANN201
+    def check_movable(self) -> None:
         if not self.filed:
-            raise forbidden("documents are deleted from their folder under /dav/files/ or through the API")
-        with service() as session:
-            repo.trash_document(session, actor=actor(self.environ), document_id=self.document_id)
-        self.remove_all_locks(recursive=False)
+            raise forbidden("only documents in folders under /dav/files/ can be moved or deleted (or use the API)")
 
-    def support_recursive_move(self, dest_path):  # noqa: ANN001, ANN201
-        return self.filed
+    def move_in(self, session, user, parent_id: str, name: str) -> None:  # noqa: ANN001
+        repo.file_document(session, actor=user, document_id=self.document_id, folder_id=parent_id, name=name)
 
-    def move_recursive(self, dest_path):  # noqa: ANN001, ANN201
-        if not self.filed:
-            raise forbidden("only documents in folders under /dav/files/ can be moved")
-        folder_id, name = self.provider.folder_and_name(dest_path, self.environ)
-        with service() as session:
-            repo.file_document(session, actor=actor(self.environ), document_id=self.document_id, folder_id=folder_id,
-                               name=name)
-        self.remove_all_locks(recursive=False)
-        return []
+    def remove_in(self, session, user) -> None:  # noqa: ANN001
+        repo.trash_document(session, actor=user, document_id=self.document_id)
 
     def copy_move_single(self, dest_path, *, is_move):  # noqa: ANN001, ANN201
         if is_move:

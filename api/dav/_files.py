@@ -12,7 +12,7 @@ from wsgidav import util
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection
 
 from api.dav import _props
-from api.dav._common import DeadProperties, actor, forbidden, service
+from api.dav._common import DeadProperties, MovedInOneTransaction, actor, forbidden, service
 from api.dav._content import info, staging_writer
 from api.dav._documents import DocumentFile, document_files
 from repository import service as repo
@@ -87,7 +87,7 @@ class NewFile(DAVNonCollection):
             self._writer.discard()
 
 
-class FolderCollection(DeadProperties, DAVCollection):
+class FolderCollection(MovedInOneTransaction, DeadProperties, DAVCollection):
     """A folder: its subfolders and the documents filed in it."""
 
     def __init__(self, path: str, environ: dict, folder: FolderInfo) -> None:
@@ -150,14 +150,15 @@ class FolderCollection(DeadProperties, DAVCollection):
     def support_recursive_delete(self) -> bool:
         return True
 
-    def delete(self):  # noqa: ANN201
+    def check_movable(self) -> None:
         if self.folder.id == ROOT_FOLDER_ID:
-            raise forbidden("the root folder cannot be deleted")
-        user = actor(self.environ)
-        with service() as session:
-            self._delete_tree(session, user, self.folder.id)
-        self.remove_all_locks(recursive=True)
-        return []
+            raise forbidden("the root folder cannot be moved or deleted")
+
+    def move_in(self, session, user, parent_id: str, name: str) -> None:  # noqa: ANN001
+        repo.move_folder(session, actor=user, folder_id=self.folder.id, parent_id=parent_id, name=name)
+
+    def remove_in(self, session, user) -> None:  # noqa: ANN001
+        self._delete_tree(session, user, self.folder.id)
 
     def _delete_tree(self, session, user, folder_id: str) -> None:  # noqa: ANN001
         listing = repo.list_children(session, actor=user, folder_id=folder_id)
@@ -181,16 +182,3 @@ class FolderCollection(DeadProperties, DAVCollection):
                 target_id = repo.create_folder(session, actor=user, parent_id=parent_id, name=name).id
         _props.copy(self.prop_key, f"folder:{target_id}")
         return None
-
-    def support_recursive_move(self, dest_path):  # noqa: ANN001, ANN201
-        return True
-
-    def move_recursive(self, dest_path):  # noqa: ANN001, ANN201
-        if self.folder.id == ROOT_FOLDER_ID:
-            raise forbidden("the root folder cannot be moved")
-        parent_id, name = self.provider.folder_and_name(dest_path, self.environ)
-        with service() as session:
-            repo.move_folder(session, actor=actor(self.environ), folder_id=self.folder.id, parent_id=parent_id,
-                             name=name)
-        self.remove_all_locks(recursive=True)
-        return []

@@ -1,13 +1,15 @@
 """WebDAV locks in the database (so every server process sees them, and they survive a restart), tied to the
 repository's check-out: locking a document checks it out, refreshing the lock extends the check-out, and releasing
 the last lock checks the working copy in as the next minor version (or cancels the check-out when nothing was
-saved). A lock whose check-out ended some other way (cancelled or broken through the API, expired) is void."""
+saved; see api/dav/_lockrows.py). A check-out that ends some other way (checked in, cancelled or broken through
+the API, the document trashed, or taken over by another user after it expired) deletes its locks; an expired one
+voids them."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, delete, exists, func, not_, or_, select
+from sqlalchemy import delete, not_, select
 from sqlalchemy.orm import Session
 from wsgidav.dav_error import HTTP_FORBIDDEN, HTTP_PRECONDITION_FAILED, DAVError
 from wsgidav.lock_man.lock_manager import LockManager, generate_lock_token, normalize_lock_root
@@ -15,21 +17,13 @@ from wsgidav.lock_man.lock_manager import LockManager, generate_lock_token, norm
 from api.dav._common import actor, current_environ, service
 from api.dav._documents import DocumentFile
 from api.dav._files import FolderCollection, check_can_write_folders
+from api.dav._lockrows import at, release, valid
 from repository import service as repo
 from repository.config import get_settings
-from repository.models import DavLock, Document, User
-from repository.service.documents import lock_holder
-from repository.service.working_copy import working_copy_of
+from repository.models import DavLock
 from repository.types import utcnow
 
 MAX_ROOT = 2000
-
-
-def _valid(now: dt.datetime):  # noqa: ANN202
-    """Unexpired locks, and for document locks only while their holder still has the document checked out."""
-    checked_out = exists().where(Document.id == DavLock.document_id, Document.checked_out_by == DavLock.user_id,
-                                 Document.lock_expires_at > now)
-    return and_(DavLock.expires_at > now, or_(DavLock.document_id.is_(None), checked_out))
 
 
 def _as_dict(row: DavLock) -> dict:
@@ -77,12 +71,12 @@ class RepositoryLockStorage:
 
     @staticmethod
     def _purge(session: Session, now: dt.datetime) -> None:
-        session.execute(delete(DavLock).where(not_(_valid(now))).execution_options(synchronize_session=False))
+        session.execute(delete(DavLock).where(not_(valid(now))).execution_options(synchronize_session=False))
 
     def get(self, token: str) -> dict | None:
         """The lock with this token, if it is valid."""
         with service(readonly=True) as session:
-            row = session.execute(select(DavLock).where(DavLock.token == token, _valid(utcnow()))).scalar_one_or_none()
+            row = session.execute(select(DavLock).where(DavLock.token == token, valid(utcnow()))).scalar_one_or_none()
             return _as_dict(row) if row else None
 
     def _document_at(self, path: str) -> str | None:
@@ -126,7 +120,7 @@ class RepositoryLockStorage:
         user = actor(current_environ())
         now = utcnow()
         with service() as session:
-            row = session.execute(select(DavLock).where(DavLock.token == token, _valid(now))).scalar_one_or_none()
+            row = session.execute(select(DavLock).where(DavLock.token == token, valid(now))).scalar_one_or_none()
             if row is None:
                 raise DAVError(HTTP_PRECONDITION_FAILED, "the lock has expired or was released")
             if row.user_id != user.id:
@@ -147,40 +141,14 @@ class RepositoryLockStorage:
     def release(self, token: str) -> bool:
         """Release a lock; releasing the holder's last lock on a document ends its check-out: the working copy is
         checked in as the next minor version, or, with none saved, the check-out is cancelled."""
-        now = utcnow()
         with service() as session:
-            row = session.get(DavLock, token)
-            if row is None:
-                return False
-            document_id, user_id = row.document_id, row.user_id
-            session.delete(row)
-            session.flush()
-            if document_id is None:
-                return True
-            document = session.get(Document, document_id)
-            others = session.execute(
-                select(func.count()).select_from(DavLock)
-                .where(DavLock.document_id == document_id, DavLock.user_id == user_id, _valid(now))
-            ).scalar_one()
-            if lock_holder(document, now) != user_id or others:
-                return True
-            user = session.get(User, user_id)
-            if working_copy_of(document) is not None:
-                repo.checkin(session, actor=user, document_id=document_id, comment="checked in over WebDAV")
-            else:
-                repo.cancel_checkout(session, actor=user, document_id=document_id)
-            return True
+            return release(session, token)
 
     def get_lock_list(self, path: str, *, include_root: bool, include_children: bool, token_only: bool) -> list:
         """Valid locks on `path` and/or below it."""
-        path = normalize_lock_root(path)
-        wanted = []
-        if include_root:
-            wanted.append(DavLock.root == path)
-        if include_children:
-            wanted.append(DavLock.root.startswith(path.rstrip("/") + "/", autoescape=True))
+        where = at(path, include_root=include_root, include_children=include_children)
         with service(readonly=True) as session:
-            rows = session.execute(select(DavLock).where(or_(*wanted), _valid(utcnow()))).scalars().all()
+            rows = session.execute(select(DavLock).where(where, valid(utcnow()))).scalars().all()
         return [r.token for r in rows] if token_only else [_as_dict(r) for r in rows]
 
 

@@ -4,7 +4,7 @@
     /dav/documents/<id>/<filename>                   a document's current version (the holder's working copy)
     /dav/documents/<id>/versions/<label>/<filename>  an older version, read-only
     /dav/files/...                                   the folder tree, writable
-    /dav/templates/<name>[.<locale>].docx            correspondence templates (when correspondence is installed)
+    /dav/templates/<name>[.<locale>].docx            correspondence templates
     /dav/content-blocks/<name>[.<locale>].docx       content blocks
 """
 
@@ -44,7 +44,7 @@ class RootCollection(_ReadOnlyCollection):
     """/dav/: the namespaces."""
 
     def get_member_names(self) -> list[str]:
-        return ["documents", "files", *_templates.namespaces()]
+        return ["documents", "files", *_templates.KINDS]
 
     def get_member(self, name):  # noqa: ANN001, ANN201
         return self.provider.get_resource_inst(util.join_uri(self.path, name), self.environ)
@@ -84,7 +84,7 @@ class RepositoryProvider(DAVProvider):
                 return self._documents(clean, rest, environ)
             if head == "files":
                 return self._files(clean, rest, environ)
-            if head in _templates.namespaces():
+            if head in _templates.KINDS:
                 return _templates.resolve(clean, head, rest, environ)
             return None
         except DAVError as exc:

@@ -8,33 +8,16 @@ check in the next minor version exactly as for any document (the template valida
 
 from __future__ import annotations
 
-import importlib
-
 from wsgidav import util
 
 from api.dav._common import actor, service
 from api.dav._content import info
 from api.dav._documents import DocumentFile, _ReadOnlyCollection
+from correspondence import service as correspondence
+from correspondence.errors import TemplateNotFoundError
 
-KINDS = {"templates": "template", "content-blocks": "block"}
+KINDS = {"templates": "template", "content-blocks": "block"}  # the namespaces under /dav/ and their kinds
 SUFFIX = ".docx"
-
-
-def _correspondence():  # noqa: ANN202
-    """The correspondence service, if this installation has it (the WebDAV layer works without it)."""
-    try:
-        module = importlib.import_module("correspondence.service")
-        errors = importlib.import_module("correspondence.errors")
-    except ImportError:
-        return None
-    if not (hasattr(module, "list_templates") and hasattr(module, "get_template_by_name")):
-        return None
-    return module, errors
-
-
-def namespaces() -> list[str]:
-    """The template namespaces this installation offers."""
-    return list(KINDS) if _correspondence() is not None else []
 
 
 def file_name(template) -> str:  # noqa: ANN001
@@ -58,9 +41,9 @@ class TemplateCollection(_ReadOnlyCollection):
         self.kind = kind
 
     def get_member_names(self) -> list[str]:
-        module, _errors = _correspondence()
         with service(readonly=True) as session:
-            return [file_name(t) for t in module.list_templates(session, actor=actor(self.environ), kind=self.kind)]
+            templates = correspondence.list_templates(session, actor=actor(self.environ), kind=self.kind)
+            return [file_name(t) for t in templates]
 
     def get_member(self, name):  # noqa: ANN001, ANN201
         return resolve_file(util.join_uri(self.path, name), self.kind, name, self.environ)
@@ -69,16 +52,14 @@ class TemplateCollection(_ReadOnlyCollection):
 def resolve_file(path: str, kind: str, name: str, environ: dict):  # noqa: ANN201
     """The document file of a template variant, or None."""
     parsed = _parse(name)
-    found = _correspondence()
-    if parsed is None or found is None:
+    if parsed is None:
         return None
-    module, errors = found
     base, locale = parsed
     user = actor(environ)
     with service(readonly=True) as session:
         try:
-            template = module.get_template_by_name(session, actor=user, name=base, kind=kind, locale=locale)
-        except errors.TemplateNotFoundError:
+            template = correspondence.get_template_by_name(session, actor=user, name=base, kind=kind, locale=locale)
+        except TemplateNotFoundError:
             return None
         if locale is None and not template.is_default:
             return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import case, or_, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from repository import audit, events, validators, vault
@@ -19,7 +19,7 @@ from repository.errors import (
     NotCheckedOutError,
 )
 from repository.identity import username_of
-from repository.models import Document, DocumentType, DocumentVersion, User
+from repository.models import DavLock, Document, DocumentType, DocumentVersion, User
 from repository.runtime import get_runtime
 from repository.service.documents import add_version, lock_holder, writable_document
 from repository.service.working_copy import (
@@ -27,7 +27,6 @@ from repository.service.working_copy import (
     WORKING_COLUMNS,
     WorkingCopy,
     check_media_type,
-    open_blob,
     working_copy_of,
 )
 from repository.types import utcnow
@@ -42,6 +41,16 @@ def _not_holder(session: Session, document: Document, actor: User, now: dt.datet
     if document.checked_out_by == actor.id:
         return NotCheckedOutError(f"your check-out of document {document.id} expired; check it out again")
     return NotCheckedOutError(f"you have not checked out document {document.id}; check it out first")
+
+
+def void_locks(session: Session, *, document_id: str, keep_user_id: str | None = None) -> None:
+    """Delete the WebDAV locks on a document (`dav_locks` rows, see api/dav/_locks.py) when its check-out ends or
+    passes to another user, so that no stale lock token comes back to life with a later check-out; `keep_user_id`
+    keeps that user's own."""
+    stmt = delete(DavLock).where(DavLock.document_id == document_id)
+    if keep_user_id is not None:
+        stmt = stmt.where(DavLock.user_id != keep_user_id)
+    session.execute(stmt)
 
 
 def prepare_upload(session: Session, *, actor: User, document_id: str | None = None) -> vault.Sealer:
@@ -62,9 +71,12 @@ def prepare_upload(session: Session, *, actor: User, document_id: str | None = N
 
 def checkout(session: Session, *, actor: User, document_id: str) -> Document:
     """Take the exclusive lock; the holder calling again extends it. DocumentLockedError if someone else holds it.
-    A working copy survives only a check-out by the same user (another user's is discarded)."""
+    A working copy survives only a check-out by the same user: taking over an expired check-out discards the
+    previous holder's (audited) and their WebDAV locks."""
     document = writable_document(session, actor=actor, document_id=document_id, what="check out this document")
     now = utcnow()
+    previous_holder = document.checked_out_by  # as loaded before the update
+    discarded = working_copy_of(document) if previous_holder != actor.id else None
     expires = now + dt.timedelta(hours=get_settings().lock_lifetime_hours)
     same_holder = Document.checked_out_by == actor.id
     keep_working = {c: case((same_holder, getattr(Document, c)), else_=None) for c in WORKING_COLUMNS}
@@ -92,8 +104,14 @@ def checkout(session: Session, *, actor: User, document_id: str) -> Document:
             checked_out_by=username_of(session, holder),
             expires_at=document.lock_expires_at.isoformat(),
         )
+    details = {"expires_at": expires.isoformat()}
+    if previous_holder is not None and previous_holder != actor.id:
+        details["previous_holder"] = username_of(session, previous_holder)
+        void_locks(session, document_id=document_id, keep_user_id=actor.id)
+    if discarded is not None:
+        details["discarded_working_copy"] = discarded.sha256
     audit.record(session, actor=actor.username, action="document.checked_out", object_type="document",
-                 object_id=document_id, details={"expires_at": expires.isoformat()})
+                 object_id=document_id, details=details)
     events.emit(session, events.DOCUMENT_CHECKED_OUT, {"document_id": document_id, "user_id": actor.id})
     return document
 
@@ -108,7 +126,8 @@ def checkin(
     comment: str = "",
 ) -> DocumentVersion:
     """Add the next version from the lock holder and release the lock; without `content` the holder's working
-    copy becomes the version (InvalidInputError when there is none). A working copy is cleared either way."""
+    copy becomes the version (InvalidInputError when there is none). A working copy is cleared either way, and
+    the holder's WebDAV locks are deleted."""
     document = writable_document(session, actor=actor, document_id=document_id, what="check in this document")
     now = utcnow()
     working = working_copy_of(document) if content is None else None
@@ -130,6 +149,7 @@ def checkin(
         if working is not None and lock_holder(document, now) == actor.id:
             raise DocumentStateError(f"the working copy of document {document_id} changed meanwhile; try again")
         raise _not_holder(session, document, actor, now)
+    void_locks(session, document_id=document_id)
     session.refresh(document)
     if working is not None:
         version = _version_from_working_copy(session, document, actor, working, major, comment)
@@ -151,7 +171,8 @@ def _version_from_working_copy(
     doc_type = check_media_type(session, document, working.media_type)
 
     def reopen():  # noqa: ANN202
-        return open_blob(session, document_id=document.id, blob_key=working.blob_key, size=working.size)
+        return vault.open_blob(session, get_runtime(), document_id=document.id, blob_key=working.blob_key,
+                               size=working.size)
 
     validators.validate(session, validators.Candidate(
         document_type=doc_type.name, document_id=document.id, media_type=working.media_type,
@@ -172,7 +193,7 @@ def _version_from_working_copy(
 
 def cancel_checkout(session: Session, *, actor: User, document_id: str, reason: str | None = None) -> Document:
     """The holder cancels their check-out; an admin may break another user's, giving a reason. Either way the
-    holder's working copy is discarded."""
+    holder's working copy is discarded and their WebDAV locks are deleted."""
     document = writable_document(session, actor=actor, document_id=document_id, what="cancel this check-out")
     now = utcnow()
     holder = lock_holder(document, now)
@@ -193,6 +214,7 @@ def cancel_checkout(session: Session, *, actor: User, document_id: str, reason: 
     )
     if result.rowcount != 1:
         raise NotCheckedOutError(f"the check-out of document {document_id} changed meanwhile; try again")
+    void_locks(session, document_id=document_id)
     discarded = working_copy_of(document)  # as loaded before the update
     session.refresh(document)
     action = "document.checkout_broken" if breaking else "document.checkout_cancelled"

@@ -285,16 +285,27 @@ def update_document(
 
 
 def trash_document(session: Session, *, actor: User, document_id: str) -> Document:
-    """Move a document to the trash (restorable)."""
+    """Move a document to the trash (restorable). Its check-out ends: the working copy is discarded (audited; gc
+    may then remove its blob) and the WebDAV locks are deleted."""
+    # Imported here: both modules import this one.
+    from repository.service.checkout import void_locks
+    from repository.service.working_copy import CLEARED
+
     document = writable_document(session, actor=actor, document_id=document_id, what="delete this document")
     holder = lock_holder(document)
     if holder and holder != actor.id:
         raise DocumentLockedError(f"document {document_id} is checked out by another user")
+    details = {}
+    if document.working_blob_key is not None:
+        details["discarded_working_copy"] = document.working_sha256
     document.state, document.trashed_at, document.trashed_by = TRASHED, utcnow(), actor.id
     document.checked_out_by = document.checked_out_at = document.lock_expires_at = None
+    for column in CLEARED:
+        setattr(document, column, None)
     document.revision += 1
+    void_locks(session, document_id=document_id)
     audit.record(session, actor=actor.username, action="document.trashed", object_type="document",
-                 object_id=document_id)
+                 object_id=document_id, details=details)
     events.emit(session, events.DOCUMENT_TRASHED, {"document_id": document_id})
     return document
 

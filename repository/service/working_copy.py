@@ -1,21 +1,19 @@
 """The private working copy of a checked-out document: content the lock holder saved but has not checked in yet
 (as in Alfresco or CMIS). It is encrypted under the document's data key; check-in turns it into the next version
-without copying, and cancelling or breaking the check-out discards it."""
+without copying, and cancelling or breaking the check-out, trashing the document, or another user's check-out after
+the lock expired discards it (audited)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from repository import audit, events, vault
 from repository.content import StagedContent, detect_media_type
-from repository.crypto import decrypt_range
 from repository.errors import NotCheckedOutError, NotFoundError, UnsupportedMediaTypeError
 from repository.identity import username_of
 from repository.models import Document, DocumentType, User
@@ -117,59 +115,5 @@ def read_working_copy(
 ) -> tuple[WorkingCopy, Iterator[bytes]]:
     """The caller's working copy and a stream of its plaintext (or the byte range [start, end))."""
     working = get_working_copy(session, actor=actor, document_id=document_id)
-    return working, read_blob(session, document_id=document_id, blob_key=working.blob_key, size=working.size,
-                              start=start, end=end)
-
-
-def read_blob(
-    session: Session, *, document_id: str, blob_key: str, size: int, start: int = 0, end: int | None = None
-) -> Iterator[bytes]:
-    """Stream the plaintext of one of the document's blobs; the data key is looked up now, so the stream may be
-    read after the session has ended. Access must already be checked."""
-    runtime = get_runtime()
-    dek = vault.data_key(session, runtime, document_id)
-    store = runtime.store
-
-    def read(offset: int, length: int | None) -> Iterator[bytes]:
-        return store.open(blob_key, offset, length)
-
-    return decrypt_range(dek, read, size, start, end)
-
-
-class BlobReader(io.RawIOBase):
-    """A seekable plaintext file over one of a document's blobs, decrypting only the segments read."""
-
-    def __init__(self, session: Session, *, document_id: str, blob_key: str, size: int) -> None:
-        runtime = get_runtime()
-        self._dek = vault.data_key(session, runtime, document_id)
-        self._store, self._key, self._size, self._pos = runtime.store, blob_key, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer) -> int:  # noqa: ANN001
-        end = min(self._size, self._pos + len(buffer))
-        if end <= self._pos:
-            return 0
-        data = b"".join(decrypt_range(self._dek, lambda o, n: self._store.open(self._key, o, n), self._size,
-                                      self._pos, end))
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
-def open_blob(session: Session, *, document_id: str, blob_key: str, size: int) -> BinaryIO:
-    """A buffered, seekable plaintext file over one of the document's blobs (validators read working copies so)."""
-    raw = BlobReader(session, document_id=document_id, blob_key=blob_key, size=size)
-    return io.BufferedReader(raw, buffer_size=256 * 1024)  # type: ignore[return-value]
+    return working, vault.read_blob(session, get_runtime(), document_id=document_id, blob_key=working.blob_key,
+                                    size=working.size, start=start, end=end)

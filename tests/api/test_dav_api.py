@@ -4,16 +4,18 @@ permissions in pairs, limits and streaming. The folder tree and templates are in
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import tracemalloc
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from webdav4.client import HTTPError
 
 from repository.db import transaction
-from repository.models import AuditEntry
+from repository.models import AuditEntry, DavLock, Document
+from repository.types import utcnow
 from tests.api import dav_support
 from tests.api.dav_support import (
     LOCKINFO,
@@ -251,3 +253,57 @@ def test_a_checkout_broken_through_the_api_voids_the_lock(base, alice, make_user
     assert lock(base, admin, path).status_code == 200  # and someone else may lock now
     assert versions(base, alice, doc_id) == ["1.0"]
     assert get(dav(base, admin), path) == b"alice's letter"  # the draft was discarded with the check-out
+
+
+@pytest.mark.parametrize("ending", ["cancelled", "broken", "checked in"])
+def test_a_stale_lock_token_is_refused_after_the_same_user_checks_out_again(base, alice, make_user,  # noqa: ANN001
+                                                                           ending: str) -> None:
+    admin = make_user("root", "admin")
+    doc_id = upload(base, alice, b"version one")
+    path = f"/documents/{doc_id}/letter.txt"
+    stale = lock(base, alice, path).headers["Lock-Token"].strip("<>")
+    put(dav(base, alice), path, b"a draft under the old lock", stale)
+    with rest(base, alice) as api, rest(base, admin) as boss:
+        if ending == "cancelled":
+            assert api.delete(f"{DOCS}/{doc_id}/checkout").status_code == 204
+        elif ending == "broken":
+            assert boss.delete(f"{DOCS}/{doc_id}/checkout", params={"reason": "alice is away"}).status_code == 204
+        else:
+            assert api.post(f"{DOCS}/{doc_id}/checkin").status_code == 201
+        # alice checks out again long before the old lock would have expired, and saves a new draft
+        assert api.post(f"{DOCS}/{doc_id}/checkout").status_code == 200
+        assert api.put(f"{DOCS}/{doc_id}/working-copy",
+                       files={"file": ("letter.txt", b"the new draft", "application/octet-stream")}).status_code == 200
+    before = versions(base, alice, doc_id)
+    with transaction(readonly=True) as s:
+        assert s.get(DavLock, stale) is None  # deleted with the check-out it belonged to, not merely hidden
+
+    # A client still holding the old token can neither check the new draft in nor save over it.
+    assert unlock(base, alice, path, stale).status_code == 409
+    with http(base, alice) as c:
+        saved = c.put(f"/dav{path}", content=b"the stale client's save", headers={"If": f"(<{stale}>)"})
+    assert saved.status_code == 412
+    assert versions(base, alice, doc_id) == before
+    with rest(base, alice) as api:
+        assert api.get(f"{DOCS}/{doc_id}").json()["checked_out_by"] == "alice"
+        assert api.get(f"{DOCS}/{doc_id}/working-copy").content == b"the new draft"
+
+
+def test_another_users_checkout_after_expiry_deletes_the_old_locks(base, alice, bob) -> None:  # noqa: ANN001
+    doc_id = upload(base, alice, b"version one")
+    path = f"/documents/{doc_id}/letter.txt"
+    stale = lock(base, alice, path).headers["Lock-Token"].strip("<>")
+    put(dav(base, alice), path, b"alice's draft", stale)
+    with transaction() as s:  # alice's check-out runs out
+        s.execute(update(Document).where(Document.id == doc_id)
+                  .values(lock_expires_at=utcnow() - dt.timedelta(seconds=1)))
+    with rest(base, bob) as api:
+        assert api.post(f"{DOCS}/{doc_id}/checkout").status_code == 200
+    with transaction(readonly=True) as s:
+        assert s.get(DavLock, stale) is None
+        entry = s.execute(select(AuditEntry).where(AuditEntry.action == "document.checked_out")
+                          .order_by(AuditEntry.seq.desc())).scalars().first()
+        assert entry.actor == "bob" and entry.details["previous_holder"] == "alice"
+        assert entry.details["discarded_working_copy"] == hashlib.sha256(b"alice's draft").hexdigest()
+    assert unlock(base, alice, path, stale).status_code == 409
+    assert get(dav(base, bob), path) == b"version one"  # alice's draft is not bob's

@@ -3,11 +3,17 @@ with a real client."""
 
 from __future__ import annotations
 
+import hashlib
+
+import httpx
 import pytest
+from sqlalchemy import select
 from webdav4.client import HTTPError
 
+from repository import validators
 from repository.db import transaction
-from repository.models import Document
+from repository.errors import UnsafeContentError
+from repository.models import AuditEntry, DavLock, Document
 from tests.api import dav_support
 from tests.api.dav_support import (
     dav,
@@ -123,3 +129,88 @@ def test_folder_permissions_in_pairs(base, client, alice, make_user) -> None:  #
     with http(base, alice) as c:  # the author may
         assert c.request("MKCOL", "/dav/files/shared/sub/").status_code == 201
         assert c.delete("/dav/files/shared/").status_code == 204
+
+
+@pytest.fixture
+def refuse_forbidden():  # noqa: ANN201
+    """A content check on `general` documents that refuses any text saying "forbidden"."""
+    def check(_session, candidate: validators.Candidate) -> None:  # noqa: ANN001
+        with candidate.open() as f:
+            if b"forbidden" in f.read():
+                raise UnsafeContentError("the text says forbidden")
+
+    validators.register("general", "test-forbidden", check)
+    yield
+    validators.unregister("general", "test-forbidden")
+
+
+def _document_id(title: str) -> str:
+    with transaction(readonly=True) as s:
+        return s.execute(select(Document.id).where(Document.title == title)).scalar_one()
+
+
+def _names(client, folder: str) -> list[str]:  # noqa: ANN001
+    return sorted(e["name"] for e in client.ls(folder))
+
+
+def test_a_move_whose_check_in_is_refused_leaves_nothing_moved(base, alice, refuse_forbidden) -> None:  # noqa: ANN001
+    client = dav(base, alice)
+    client.mkdir("files/drafts")
+    client.mkdir("files/sent")
+    put(client, "files/drafts/letter.txt", b"first words")
+    put(client, "files/sent/old.txt", b"an older letter")
+    doc_id, old_id = _document_id("letter.txt"), _document_id("old.txt")
+    source = f"{base}/dav/files/drafts/letter.txt"
+    token = lock(base, alice, "/files/drafts/letter.txt").headers["Lock-Token"].strip("<>")
+    put(client, "files/drafts/letter.txt", b"a forbidden draft", token)
+
+    def move(destination: str) -> httpx.Response:
+        # Moving releases the lock on the source (locks do not move), which checks the working copy in.
+        with http(base, alice) as c:
+            return c.request("MOVE", source, headers={"Destination": f"{base}/dav/files/{destination}",
+                                                      "If": f"<{source}> (<{token}>)"})
+
+    for destination in ("sent/letter.txt", "sent/old.txt"):  # to a new name, and over an existing one
+        refused = move(destination)
+        assert refused.status_code == 422, refused.text
+    assert _names(client, "files/drafts") == ["files/drafts/letter.txt"]
+    assert _names(client, "files/sent") == ["files/sent/old.txt"]
+    with rest(base, alice) as api:
+        doc = api.get(f"{DOCS}/{doc_id}").json()
+        assert (doc["title"], doc["checked_out_by"]) == ("letter.txt", "alice")
+        assert api.get(f"{DOCS}/{doc_id}/working-copy").content == b"a forbidden draft"
+        assert api.get(f"{DOCS}/{old_id}").json()["state"] == "active"  # the destination was not replaced
+    assert versions(base, alice, doc_id) == ["1.0"]
+    with transaction(readonly=True) as s:
+        assert s.get(DavLock, token) is not None  # the lock is kept with the working copy
+        filed = s.execute(select(AuditEntry).where(AuditEntry.action == "document.filed",
+                                                   AuditEntry.object_id == doc_id)).scalars().all()
+        assert len(filed) == 1  # when it was created: no move was recorded
+
+    put(client, "files/drafts/letter.txt", b"acceptable words", token)  # once the draft passes, the move does
+    assert move("sent/letter.txt").status_code == 201
+    assert _names(client, "files/drafts") == []
+    assert _names(client, "files/sent") == ["files/sent/letter.txt", "files/sent/old.txt"]
+    assert versions(base, alice, doc_id) == ["1.0", "1.1"]
+    assert rest_content(base, alice, doc_id) == b"acceptable words"
+    with rest(base, alice) as api:
+        assert api.get(f"{DOCS}/{doc_id}").json()["checked_out_by"] is None
+    with transaction(readonly=True) as s:
+        assert s.get(DavLock, token) is None
+
+
+def test_deleting_a_locked_document_discards_its_working_copy(base, alice) -> None:  # noqa: ANN001
+    client = dav(base, alice)
+    put(client, "files/note.txt", b"a note")
+    doc_id = _document_id("note.txt")
+    token = lock(base, alice, "/files/note.txt").headers["Lock-Token"].strip("<>")
+    put(client, "files/note.txt", b"a draft nobody will see", token)
+    with http(base, alice) as c:
+        assert c.delete("/dav/files/note.txt", headers={"If": f"(<{token}>)"}).status_code == 204
+    with transaction(readonly=True) as s:
+        row = s.get(Document, doc_id)
+        assert (row.state, row.checked_out_by, row.working_blob_key) == ("trashed", None, None)
+        assert s.get(DavLock, token) is None
+        entry = s.execute(select(AuditEntry).where(AuditEntry.action == "document.trashed")).scalar_one()
+        assert entry.details["discarded_working_copy"] == hashlib.sha256(b"a draft nobody will see").hexdigest()
+    assert versions(base, alice, doc_id) == ["1.0"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 import pytest
 from sqlalchemy import select, update
 
-from repository import runtime, service, validators
+from repository import runtime, service, validators, vault
 from repository.db import transaction
 from repository.errors import (
     InvalidInputError,
@@ -17,7 +18,7 @@ from repository.errors import (
     UnsafeContentError,
     UnsupportedMediaTypeError,
 )
-from repository.models import AuditEntry, Document, DocumentType, DocumentVersion
+from repository.models import AuditEntry, DavLock, Document, DocumentType, DocumentVersion
 from repository.types import utcnow
 from tests.repository.helpers import staged
 
@@ -261,3 +262,87 @@ def test_saving_and_checking_in_are_audited(make_user) -> None:  # noqa: ANN001
     with transaction(readonly=True) as s:
         entry = s.execute(select(AuditEntry).where(AuditEntry.action == "document.working_copy_saved")).scalar_one()
         assert (entry.actor, entry.object_id, entry.details["size"]) == ("alice", doc_id, 13)
+
+
+def _dav_lock(account, doc_id: str) -> str:  # noqa: ANN001
+    """A WebDAV lock row of the account on the document (as api/dav/_locks.py writes it); its token."""
+    token = f"opaquelocktoken:{uuid.uuid4()}"
+    with transaction() as s:
+        s.add(DavLock(token=token, root=f"/documents/{doc_id}/content", principal=account.user.username,
+                      user_id=account.user.id, scope="exclusive", depth="0", owner=b"", timeout=3600,
+                      expires_at=utcnow() + dt.timedelta(hours=1), document_id=doc_id))
+    return token
+
+
+def _dav_locks(doc_id: str) -> list[str]:
+    with transaction(readonly=True) as s:
+        return list(s.execute(select(DavLock.token).where(DavLock.document_id == doc_id)).scalars())
+
+
+def test_another_users_checkout_over_an_expired_lock_audits_the_discard(make_user) -> None:  # noqa: ANN001
+    alice, bob = make_user("alice", "author"), make_user("bob", "author")
+    doc_id = _create(alice)
+    _checkout(alice, doc_id)
+    saved = _save(alice, doc_id, b"alice's draft")
+    _dav_lock(alice, doc_id)
+    _checkout(alice, doc_id)  # extending her own check-out keeps her draft and her locks
+    assert len(_dav_locks(doc_id)) == 1
+    with transaction() as s:
+        s.execute(update(Document).where(Document.id == doc_id)
+                  .values(lock_expires_at=utcnow() - dt.timedelta(seconds=1)))
+    _checkout(bob, doc_id)
+    assert _row(doc_id).working_blob_key is None and _dav_locks(doc_id) == []
+    with transaction(readonly=True) as s:
+        entries = s.execute(select(AuditEntry).where(AuditEntry.action == "document.checked_out")
+                            .order_by(AuditEntry.seq)).scalars().all()
+    assert [e.actor for e in entries] == ["alice", "alice", "bob"]
+    assert "discarded_working_copy" not in entries[0].details | entries[1].details
+    assert entries[2].details["discarded_working_copy"] == saved.sha256
+    assert entries[2].details["previous_holder"] == "alice"
+
+
+@pytest.mark.parametrize("ending", ["checked in", "cancelled", "broken", "trashed"])
+def test_an_ended_checkout_deletes_its_dav_locks(make_user, admin_user, ending: str) -> None:  # noqa: ANN001
+    alice = make_user("alice", "author")
+    doc_id = _create(alice)
+    _checkout(alice, doc_id)
+    _save(alice, doc_id, b"a draft")
+    _dav_lock(alice, doc_id)
+    with transaction() as s:
+        if ending == "checked in":
+            service.checkin(s, actor=alice.user, document_id=doc_id)
+        elif ending == "cancelled":
+            service.cancel_checkout(s, actor=alice.user, document_id=doc_id)
+        elif ending == "broken":
+            service.cancel_checkout(s, actor=admin_user.user, document_id=doc_id, reason="alice is away")
+        else:
+            service.trash_document(s, actor=alice.user, document_id=doc_id)
+    assert _dav_locks(doc_id) == []  # gone, so no later check-out by alice can bring a stale token back
+
+
+def test_an_opened_blob_seeks_and_reads_on_in_growing_windows(make_user, monkeypatch) -> None:  # noqa: ANN001
+    alice = make_user("alice", "author")
+    doc_id = _create(alice)
+    _checkout(alice, doc_id)
+    data = bytes(range(256)) * (6 * 4096)  # 6 MiB: 24 encrypted segments
+    saved = _save(alice, doc_id, data, "big.bin")
+    rt = runtime.get_runtime()
+    opened: list[tuple[int, int | None]] = []
+    real_open = rt.store.open
+
+    def counting_open(key: str, offset: int = 0, length: int | None = None):  # noqa: ANN202
+        opened.append((offset, length))
+        return real_open(key, offset, length)
+
+    monkeypatch.setattr(rt.store, "open", counting_open)
+    with transaction(readonly=True) as s:
+        f = vault.open_blob(s, rt, document_id=doc_id, blob_key=saved.blob_key, size=saved.size)
+    with f:  # read after the transaction ended, as WebDAV and the validators do
+        for offset, n in [(5, 10), (len(data) - 7, 100), (300_000, 70_000), (262_140, 8), (0, 3)]:
+            f.seek(offset)
+            assert f.read(n) == data[offset : offset + n]
+        before = len(opened)
+        f.seek(0)
+        assert f.read() == data
+    # Reading on continues one stream with a growing window: a few store requests, not one per segment.
+    assert len(opened) - before <= 12
