@@ -7,10 +7,12 @@ versions and rules, builds contexts with `make_context`, and converts the DOCX o
 Decisions, each detailed in its module: undefined values print as nothing but fail when iterated, computed with
 or formatted (`sandbox`); blocks and slots are expanded at compile time and may not nest (`blocks`); images are
 named at compile time or given in the data as `InlineImageData` (`images`); `render_many` refuses templates whose
-headers, footers or notes contain Jinja (`render`).
+headers, footers or notes contain Jinja (`render`); what a template may make and print is bounded so a draft
+cannot exhaust the server's memory, though not its CPU time (`sandbox`). MAX_TEMPLATE_BYTES (20 MiB) is the
+largest template or block file, for the compiler and for check-in alike.
 """
 
-from correspondence.rendering.compiler import CompiledTemplate, compile_template, inspect_template
+from correspondence.rendering.compiler import MAX_TEMPLATE_BYTES, CompiledTemplate, compile_template, inspect_template
 from correspondence.rendering.model import (
     RESERVED,
     BatchItem,
@@ -25,7 +27,7 @@ from correspondence.rendering.render import BOOKMARK_PREFIX, customer_locale, re
 from correspondence.rendering.sandbox import check_condition
 
 __all__ = [
-    "BOOKMARK_PREFIX", "RESERVED", "BatchItem", "BlockSource", "CompiledTemplate", "InlineImageData",
-    "RenderedBatch", "Rule", "TemplateInfo", "check_condition", "compile_template", "customer_locale",
-    "inspect_template", "make_context", "render_many", "render_one",
+    "BOOKMARK_PREFIX", "MAX_TEMPLATE_BYTES", "RESERVED", "BatchItem", "BlockSource", "CompiledTemplate",
+    "InlineImageData", "RenderedBatch", "Rule", "TemplateInfo", "check_condition", "compile_template",
+    "customer_locale", "inspect_template", "make_context", "render_many", "render_one",
 ]

@@ -24,6 +24,7 @@ from correspondence.errors import TemplateSyntaxError
 from correspondence.rendering.docxparts import W_NS, strip_namespaces
 from correspondence.rendering.locate import node_location, plain_text, tags_in
 from correspondence.rendering.model import Rule
+from correspondence.rendering.sandbox import condition_source
 
 KINDS = ("block", "slot")
 CALL = re.compile(r"""\{\{-?\s*(block|slot)\s*\(\s*(?:'([^'\\{}<>]*)'|"([^"\\{}<>]*)")\s*\)\s*-?\}\}""")
@@ -106,8 +107,13 @@ def needed_blocks(inclusions: list[Inclusion], rules: Sequence[Rule]) -> dict[st
 
 def compose(template: bytes, blocks: Mapping[str, bytes]) -> tuple[bytes, dict[str, str]]:
     """Merge the blocks' styles, numbering and pictures into the template; return it and each block's body XML."""
-    doc = Document(io.BytesIO(template))
-    composer = Composer(doc)
+    try:
+        doc = Document(io.BytesIO(template))
+        composer = Composer(doc)
+    except Exception:  # python-docx raises many kinds for a package it cannot read: a 422, never a 500
+        raise TemplateSyntaxError("the template cannot be opened as a Word document to include its blocks; save "
+                                  "it again from Word as a plain document (.docx)", tag="", paragraph="",
+                                  part="") from None
     body = doc.element.body
     nsmap = dict(doc.element.nsmap)
     bodies: dict[str, str] = {}
@@ -154,7 +160,7 @@ def slot_source(name: str, rules: Sequence[Rule], block_sources: Mapping[str, st
         return ""
     out = []
     for i, rule in enumerate(chain):
-        condition = " ".join(rule.condition.split())
+        condition = condition_source(rule.condition)
         out.append(f"{{% {'if' if i == 0 else 'elif'} ({condition}) %}}{block_sources[rule.block]}")
     return "".join(out) + "{% endif %}"
 

@@ -21,7 +21,7 @@ from correspondence.rendering.model import RESERVED, BlockSource, Rule, Template
 from correspondence.rendering.sandbox import ENV, KNOWN_GLOBALS, check_condition, unsafe_access
 from correspondence.rendering.state import rels_name
 
-MAX_TEMPLATE_BYTES = 50 * 1024 * 1024
+MAX_TEMPLATE_BYTES = 20 * 1024 * 1024  # the largest template or block file, here and at check-in (the service's)
 _BOOKMARK_ID = re.compile(r'<w:bookmark(?:Start|End)\b[^>]*?\bw:id="(\d+)"')
 _PGNUM_SUCCESSORS = ("cols", "formProt", "vAlign", "noEndnote", "titlePg", "textDirection", "bidi", "rtlGutter",
                      "docGrid", "printerSettings", "sectPrChange")
@@ -103,9 +103,18 @@ def _image_calls(tree: nodes.Template) -> list[nodes.Call]:
     return [c for c in tree.find_all(nodes.Call) if isinstance(c.node, nodes.Name) and c.node.name == "image"]
 
 
-def _analyse(data: bytes) -> _Analysis:
-    if not isinstance(data, bytes) or len(data) > MAX_TEMPLATE_BYTES:
+def _too_large(what: str = "the file", **where: object) -> TemplateSyntaxError:
+    return TemplateSyntaxError(f"{what} is larger than {MAX_TEMPLATE_BYTES // (1024 * 1024)} MiB, the most a "
+                               "template or content block may be", tag="", paragraph="", part="",
+                               max_bytes=MAX_TEMPLATE_BYTES, **where)
+
+
+def _analyse(data: bytes, *, composed: bool = False) -> _Analysis:
+    """Read and parse a template; `composed` is one with its blocks merged in, which may be larger than a file."""
+    if not isinstance(data, bytes):
         raise dp.bad_docx()
+    if len(data) > MAX_TEMPLATE_BYTES and not composed:
+        raise _too_large()
     members = dp.read_members(data)
     main = dp.main_part(members)
     body = dp.split_body(members[main])
@@ -120,7 +129,10 @@ def _analyse(data: bytes) -> _Analysis:
     variables: set[str] = set()
     has_images = False
     for src in [body_src, *parts]:
-        variables |= meta.find_undeclared_variables(src.tree)
+        try:
+            variables |= meta.find_undeclared_variables(src.tree)
+        except JinjaSyntaxError as exc:  # found by compiling: an unknown filter or test, say
+            raise syntax_error(ENV, exc, src.source, src.part) from None
         has_images = has_images or bool(_image_calls(src.tree)) or "<w:drawing" in src.source \
             or "<w:pict" in src.source
     info = TemplateInfo(variables=frozenset(variables - set(RESERVED) - KNOWN_GLOBALS),
@@ -157,6 +169,9 @@ def _block_sources(analysis: _Analysis, data: bytes, blocks: Mapping[str, BlockS
                                     part=analysis.main, line=inc.line)
     if not needed:
         return analysis, {}
+    for name in needed:
+        if len(blocks[name].docx) > MAX_TEMPLATE_BYTES:
+            raise _too_large(f"the content block {name!r}", block=name)
     composed, bodies = blk.compose(data, {name: blocks[name].docx for name in needed})
     sources = {}
     for name, xml in bodies.items():
@@ -164,7 +179,7 @@ def _block_sources(analysis: _Analysis, data: bytes, blocks: Mapping[str, BlockS
         blk.check_block_source(name, source)
         _parse(f"block {name!r}", source)
         sources[name] = source
-    return _analyse(composed), sources
+    return _analyse(composed, composed=True), sources
 
 
 def _table_fix_needed(analysis: _Analysis, block_sources: Mapping[str, str]) -> bool:

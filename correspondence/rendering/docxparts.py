@@ -21,6 +21,13 @@ from correspondence.errors import TemplateSyntaxError
 from correspondence.rendering.state import RELS_NS, rels_name
 
 W_NS = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+CT_NS = "http://schemas.openxmlformats.org/package/2006/content-types"
+DOCUMENT_MAIN = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+OTHER_MAIN = {  # main parts of Word files that are not plain documents
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml": "a Word template (.dotx)",
+    "application/vnd.ms-word.document.macroEnabled.main+xml": "a macro-enabled Word document (.docm)",
+    "application/vnd.ms-word.template.macroEnabledTemplate.main+xml": "a macro-enabled Word template (.dotm)",
+}
 MAX_MEMBERS = 2000
 MAX_UNPACKED = 200 * 1024 * 1024
 JINJA_PART_TYPES = (RT.HEADER, RT.FOOTER, RT.FOOTNOTES, RT.ENDNOTES)
@@ -81,12 +88,35 @@ def relationships(members: dict[str, bytes], part: str) -> list[tuple[str, str, 
     return out
 
 
-def main_part(members: dict[str, bytes]) -> str:
-    """The member holding the main document (word/document.xml in practice)."""
+def content_type(members: dict[str, bytes], part: str) -> str:
+    """The content type [Content_Types].xml gives a member (its Override, else its extension's Default)."""
+    types = parse(members["[Content_Types].xml"], "[Content_Types].xml")
+    name = "/" + part.lower()
+    for override in types.iter(f"{{{CT_NS}}}Override"):
+        if override.get("PartName", "").lower() == name:
+            return override.get("ContentType", "")
+    extension = posixpath.splitext(part)[1][1:].lower()
+    for default in types.iter(f"{{{CT_NS}}}Default"):
+        if default.get("Extension", "").lower() == extension:
+            return default.get("ContentType", "")
+    return ""
+
+
+def main_part(members: dict[str, bytes], what: str = "the file") -> str:
+    """The member holding the main document (word/document.xml in practice).
+
+    TemplateSyntaxError (422) unless it is a plain document's: Word's templates (.dotx) and macro-enabled files
+    (.docm, .dotm) have a word/document.xml too, but python-docx cannot open them, and macros have no place here."""
     for _rid, reltype, target, _ext in relationships(members, ""):
         if reltype == RT.OFFICE_DOCUMENT and target in members:
+            kind = content_type(members, target)
+            if kind != DOCUMENT_MAIN:
+                raise TemplateSyntaxError(
+                    f"{what} is {OTHER_MAIN.get(kind, 'not a Word document')}, not a Word document (.docx): open "
+                    "it in Word and save it as \"Word Document (*.docx)\"", tag="", paragraph="", part=target,
+                    content_type=kind)
             return target
-    raise bad_docx()
+    raise bad_docx(what)
 
 
 def jinja_parts(members: dict[str, bytes], main: str) -> list[str]:

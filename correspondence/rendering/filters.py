@@ -23,6 +23,11 @@ _NUMBER_PART = re.compile(r"[#,0]+(?:\.[#0]+)?")
 _CURRENCY = re.compile(r"[A-Za-z]{3}")
 
 
+def _shown(value: Any) -> str:
+    """A short description of a bad argument for an error message (never the text of a whole container)."""
+    return repr(value[:40]) if isinstance(value, str) else f"a {type(value).__name__}"
+
+
 def _defined(value: Any, filter_name: str) -> Any:
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()  # raises UndefinedError naming the variable
@@ -48,9 +53,9 @@ def to_decimal(value: Any, filter_name: str) -> Decimal:
         else:
             raise TypeError
     except (TypeError, InvalidOperation):
-        raise ValueError(f"the {filter_name} filter needs a number, got {str(value)[:40]!r}") from None
+        raise ValueError(f"the {filter_name} filter needs a number, got {_shown(value)}") from None
     if not number.is_finite():
-        raise ValueError(f"the {filter_name} filter needs a finite number, got {value!r}")
+        raise ValueError(f"the {filter_name} filter needs a finite number, got {_shown(value)}")
     return number
 
 
@@ -58,7 +63,7 @@ def _pattern_with_decimals(pattern: str, decimals: int | None, filter_name: str)
     if decimals is None:
         return None
     if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 10:
-        raise ValueError(f"the {filter_name} filter takes 0 to 10 decimals, got {decimals!r}")
+        raise ValueError(f"the {filter_name} filter takes 0 to 10 decimals, got {_shown(decimals)}")
     positive = pattern.split(";")[0]
     match = _NUMBER_PART.search(positive)
     if match is None:
@@ -90,7 +95,7 @@ def money(amount: Any, currency: str) -> str:
     """An amount in a currency, in the letter's locale: 1234.56 EUR -> "1.234,56 €" (de-DE), "€1,234.56" (en-GB)."""
     number = to_decimal(amount, "money")
     if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
-        raise ValueError(f"the money filter needs an ISO 4217 currency code such as 'EUR', got {currency!r}")
+        raise ValueError(f"the money filter needs an ISO 4217 currency code such as 'EUR', got {_shown(currency)}")
     return format_currency(number, currency.upper(), locale=current().locale)
 
 

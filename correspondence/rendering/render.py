@@ -23,6 +23,7 @@ from correspondence.rendering import docxparts as dp
 from correspondence.rendering.compiler import CompiledTemplate
 from correspondence.rendering.locate import runtime_location
 from correspondence.rendering.model import BatchItem, RenderedBatch
+from correspondence.rendering.sandbox import MAX_OUTPUT, MIB, PIECE_COST
 from correspondence.rendering.state import DEFAULT_LOCALE, XML_DECL, RenderState, active, resolve_locale
 from repository.errors import RepositoryError
 
@@ -33,6 +34,8 @@ _BOOKMARK_ID = re.compile(r'(<w:bookmark(?:Start|End)\b[^>]*?\bw:id=")(\d+)(")')
 _FIRST_P = re.compile(r"<w:p(?=[ >/])[^>]*?(/?)>")
 _UNDEFINED_NAME = re.compile(r"'([^']+)' is undefined")
 _FLUSH_AT = 1 << 20
+_PROPERTIES = re.compile(r"<w:([pr])Pr>.*?</w:\1Pr>", re.DOTALL)
+_TOO_LONG = f"the letter is longer than {MAX_OUTPUT // MIB} MiB of document XML, more than the sandbox allows"
 
 
 def customer_locale(context: Mapping[str, Any]) -> str:
@@ -42,11 +45,43 @@ def customer_locale(context: Mapping[str, Any]) -> str:
     return tag if isinstance(tag, str) and tag else DEFAULT_LOCALE
 
 
+def _generate(template: Template, context: Mapping[str, Any], state: RenderState) -> str:
+    """The part's text, refused (where the template is) once the letter's output passes MAX_OUTPUT."""
+    room = MAX_OUTPUT - state.output
+    pieces = []
+    stream = template.generate(context)
+    for piece in stream:
+        if piece:
+            room -= len(piece) + PIECE_COST
+            if room < 0:  # thrown into the template, so the error names the tag that was printing
+                stream.throw(SecurityError(_TOO_LONG))
+            pieces.append(piece)
+    xml = "".join(pieces)
+    state.output = MAX_OUTPUT - room
+    return xml
+
+
+def _listing_size(xml: str) -> int:
+    """At least the length `dp.unpatch` gives the XML: docxtpl turns a line break in the text into 41 characters
+    of runs, and a tab, \\a or \\f into at most 140 plus twice the run's or paragraph's properties."""
+    breaks = xml.count("\n") - xml.count("\n<w:p")
+    others = xml.count("\t") + xml.count("\a") + xml.count("\f")
+    if not others:
+        return len(xml) + breaks * 45
+    longest = max((m.end() - m.start() for m in _PROPERTIES.finditer(xml)), default=0)
+    return len(xml) + breaks * 45 + others * (160 + 2 * longest)
+
+
 def _render(template: Template, source: str, context: Mapping[str, Any], state: RenderState, part: str,
             **where: object) -> str:
     state.part = part
     try:
-        return template.render(context)
+        xml = _generate(template, context, state)
+        if "\n" in xml or "\t" in xml:
+            state.output += _listing_size(xml) - len(xml)
+            if state.output > MAX_OUTPUT:
+                raise SecurityError(f"{_TOO_LONG}, once its tabs and line breaks become Word runs")
+        return xml
     except RepositoryError:
         raise
     except SecurityError as exc:
@@ -154,6 +189,7 @@ def render_many(compiled: CompiledTemplate, contexts: Iterable[Mapping[str, Any]
             size = len(compiled.prefix)
             for index, context in enumerate(contexts):
                 state.locale = resolve_locale(locale_of(context))
+                state.new_letter()
                 xml = _body(compiled, context, state, docpr, letter=index)
                 xml, bookmark = _bookmarked(xml, index, compiled.bookmark_stride)
                 if index:

@@ -49,8 +49,14 @@ class RenderState:
     locale: Locale
     named_images: Mapping[str, bytes]
     part: str = "word/document.xml"
+    output: int = 0  # characters of XML rendered for the current letter (sandbox.MAX_OUTPUT)
+    built: int = 0   # characters and items the template made for the current letter (sandbox.MAX_BUILT)
     media: dict[bytes, Media] = field(default_factory=dict)
     rels: dict[str, dict[str, str]] = field(default_factory=dict)  # part -> media name -> rId
+
+    def new_letter(self) -> None:
+        """Start counting output and made values afresh (each letter of a batch has its own limits)."""
+        self.output = self.built = 0
 
     def rel_for(self, media: Media) -> str:
         """The relationship id of `media` from the part being rendered, created on first use."""
@@ -93,6 +99,11 @@ def current() -> RenderState:
         return _STATE.get()
     except LookupError:
         raise RuntimeError("letter filters and image() work only while Postroom renders a letter") from None
+
+
+def active_state() -> RenderState | None:
+    """The state of the render in progress, or None outside a render (compiling, say)."""
+    return _STATE.get(None)
 
 
 @contextmanager

@@ -75,3 +75,15 @@ def members(docx: bytes) -> list[str]:
     """The zip member names of a DOCX."""
     with zipfile.ZipFile(io.BytesIO(docx)) as archive:
         return archive.namelist()
+
+
+def with_member(docx: bytes, name: str, content: bytes | None) -> bytes:
+    """The DOCX with one zip member replaced (or removed, when content is None)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(docx)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            if info.filename != name:
+                target.writestr(info, source.read(info))
+        if content is not None:
+            target.writestr(name, content)
+    return out.getvalue()

@@ -7,8 +7,15 @@ import io
 
 import pytest
 
-from correspondence.errors import DataValidationError, TemplateSecurityError, TemplateSyntaxError, UnknownBlockError
+from correspondence.errors import (
+    DataValidationError,
+    RenderError,
+    TemplateSecurityError,
+    TemplateSyntaxError,
+    UnknownBlockError,
+)
 from correspondence.rendering import (
+    MAX_TEMPLATE_BYTES,
     RESERVED,
     BlockSource,
     Rule,
@@ -18,7 +25,7 @@ from correspondence.rendering import (
     make_context,
     render_one,
 )
-from tests.correspondence.docx_factory import make_docx, text_of
+from tests.correspondence.docx_factory import make_docx, member, text_of, with_member
 
 
 def inspect(*paragraphs: str, **kwargs):  # noqa: ANN003, ANN201
@@ -235,3 +242,66 @@ def test_the_context_puts_data_at_the_top_and_reserves_three_names() -> None:
     with pytest.raises(DataValidationError) as caught:
         make_context({"customer": "me", "today": "x"}, customer={}, letter={})
     assert "customer" in caught.value.detail and "today" in caught.value.detail
+
+
+DOCUMENT_MAIN = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"
+
+
+@pytest.mark.parametrize("content_type, kind", [
+    ("application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml", ".dotx"),
+    ("application/vnd.ms-word.document.macroEnabled.main+xml", ".docm"),
+    ("application/vnd.ms-word.template.macroEnabledTemplate.main+xml", ".dotm"),
+])
+def test_word_templates_and_macro_documents_are_refused_at_check_in(content_type: str, kind: str) -> None:
+    # Word's "Save as template" keeps word/document.xml; only the main part's content type tells them apart.
+    docx = make_docx(["Dear {{ name }},", "{{ block('legal') }}"])
+    types = member(docx, "[Content_Types].xml")
+    assert DOCUMENT_MAIN in types
+    other = with_member(docx, "[Content_Types].xml", types.replace(DOCUMENT_MAIN, content_type).encode())
+    with pytest.raises(TemplateSyntaxError) as caught:
+        inspect_template(io.BytesIO(other))
+    assert kind in caught.value.detail and "Word Document (*.docx)" in caught.value.detail
+    assert caught.value.extra["part"] == "word/document.xml"
+    with pytest.raises(TemplateSyntaxError):  # and so never reaches python-docx, which raises ValueError on them
+        compile_template(io.BytesIO(other), blocks=blocks(legal=make_docx(["Legal"])))
+    with pytest.raises(TemplateSyntaxError, match=kind.replace(".", r"\.")):  # blocks are checked in the same way
+        inspect_template(io.BytesIO(with_member(make_docx(["Legal"]), "[Content_Types].xml",
+                                                types.replace(DOCUMENT_MAIN, content_type).encode())))
+
+
+def test_a_template_python_docx_cannot_open_is_a_422_when_blocks_are_merged() -> None:
+    # The styles part is named but missing: our own reading copes, python-docx raises KeyError.
+    broken = with_member(make_docx(["Dear {{ name }},", "{{ block('legal') }}"]), "word/styles.xml", None)
+    assert inspect_template(io.BytesIO(broken)).blocks == {"legal"}
+    with pytest.raises(TemplateSyntaxError, match="cannot be opened as a Word document"):
+        compile_template(io.BytesIO(broken), blocks=blocks(legal=make_docx(["Legal"])))
+
+
+def test_the_size_limit_is_twenty_mib_and_exported() -> None:
+    assert MAX_TEMPLATE_BYTES == 20 * 1024 * 1024
+    with pytest.raises(TemplateSyntaxError, match="larger than 20 MiB"):
+        inspect_template(io.BytesIO(b"PK" + b"\0" * MAX_TEMPLATE_BYTES))
+    template = make_docx(["{{ block('legal') }}"])
+    with pytest.raises(TemplateSyntaxError, match="'legal' is larger than 20 MiB") as caught:
+        compile_template(io.BytesIO(template), blocks=blocks(legal=b"PK" + b"\0" * MAX_TEMPLATE_BYTES))
+    assert caught.value.extra["block"] == "legal"
+
+
+@pytest.mark.parametrize("tier, chosen", [("Gold  Plus", True), ("Gold Plus", False), ("Gold\nPlus", False)])
+def test_rule_conditions_keep_the_spaces_in_their_strings(tier: str, chosen: bool) -> None:
+    template = make_docx(["Dear {{ customer.name }},", "{{ slot('promotion') }}", "Bye"])
+    rules = [Rule(slot="promotion", condition="customer.tier  ==\n  'Gold  Plus'\tand  true", block="offer")]
+    compiled = compile_template(io.BytesIO(template), rules=rules, blocks=blocks(offer=make_docx(["Offer"])))
+    lines = text_of(render_one(compiled, {"customer": {"name": "Ann", "tier": tier}})).splitlines()
+    assert lines == (["Dear Ann,", "Offer", "Bye"] if chosen else ["Dear Ann,", "Bye"])
+
+
+def test_a_line_break_in_a_condition_keeps_errors_on_the_right_paragraph() -> None:
+    template = make_docx(["Dear {{ customer.name }},", "{{ slot('promotion') }}", "Share: {{ total / parts }}"])
+    rules = [Rule(slot="promotion", condition="customer.note ==\n'two\nlines'", block="offer")]
+    compiled = compile_template(io.BytesIO(template), rules=rules, blocks=blocks(offer=make_docx(["Offer"])))
+    text = text_of(render_one(compiled, {"customer": {"name": "Ann", "note": "two\nlines"}, "total": 1, "parts": 1}))
+    assert "Offer" in text
+    with pytest.raises(RenderError) as caught:
+        render_one(compiled, {"customer": {"name": "Ann"}, "total": 1, "parts": 0})
+    assert caught.value.extra["paragraph"] == "Share: {{ total / parts }}"
