@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from correspondence import events as names
+from correspondence import rendering
 from correspondence.errors import SchemaError, TemplateNotFoundError
 from correspondence.models import BLOCK, TEMPLATE, Template
 from repository import audit, events, service
@@ -33,7 +34,7 @@ CATEGORIES = ("statement", "notice", "complaint-response", "marketing", "regulat
               "welcome", "other")
 _SCHEMA_URI = "urn:postroom:template-schema"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
-MAX_TEMPLATE_BYTES = 20 * 1024 * 1024
+MAX_TEMPLATE_BYTES = rendering.MAX_TEMPLATE_BYTES  # one limit for storing and compiling
 
 
 def check_schema(schema: Any) -> dict[str, Any]:
