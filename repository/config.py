@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     ipp_printer_uri: str | None = None
     ipp_timeout_seconds: float = 30.0
     tracking_secret: SecretStr = SecretStr("")
+    # Letters and dispatch (output/service/): channel choice, contact policy, retries and fallback.
+    paper_categories: str = "regulatory"  # comma-separated categories that always go to print
+    sensitive_categories: str = ""  # email carries a portal link instead of the PDF
+    marketing_categories: str = "marketing"
+    marketing_cap: str = "4/30"  # at most N marketing letters per customer per D days
+    sms_quiet_hours: str = "21-08"  # local hours (sms_timezone) when no SMS is sent
+    sms_timezone: str = "UTC"
+    fallback: str = "email>print"  # "a>b" for every category, or "category=a>b" entries separated by ";"
+    dispatch_max_attempts: int = 5
+    dispatch_backoff_seconds: float = 30.0  # doubled after each failed attempt
+    dispatch_lease_seconds: float = 300.0
+    dispatch_poll_seconds: float = 2.0
+    dispatch_check_interval_seconds: float = 5.0  # between polls of a print job
+    dispatch_check_give_up_hours: float = 24.0
+    run_dispatcher_in_serve: bool = True
+    public_base_url: str = "http://localhost:8000"  # where tracking links and the portal are reached
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,18 @@
+"""Event names of output: a letter archived and queued, and what happened to it on each channel."""
+
+from __future__ import annotations
+
+LETTER_CREATED = "letter.created"
+DISPATCH_SENT = "letter.sent"
+DISPATCH_DELIVERED = "letter.delivered"
+DISPATCH_FAILED = "letter.failed"
+DISPATCH_BOUNCED = "letter.bounced"
+DISPATCH_SUPPRESSED = "letter.suppressed"
+DISPATCH_RETRY = "letter.retry_scheduled"
+DISPATCH_FALLBACK = "letter.fallback_queued"
+LETTER_OPENED = "letter.opened"
+LETTER_CLICKED = "letter.clicked"
+
+BY_KIND = {"sent": DISPATCH_SENT, "delivered": DISPATCH_DELIVERED, "failed": DISPATCH_FAILED,
+           "bounced": DISPATCH_BOUNCED, "suppressed": DISPATCH_SUPPRESSED, "opened": LETTER_OPENED,
+           "clicked": LETTER_CLICKED}

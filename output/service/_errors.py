@@ -1,0 +1,17 @@
+"""Typed errors of letters and dispatch; each subclasses the repository error with the same HTTP meaning."""
+
+from __future__ import annotations
+
+from repository.errors import InvalidInputError, NotFoundError
+
+
+class LetterNotFoundError(NotFoundError):
+    """No such letter, or the caller may not read it (answered alike)."""
+
+    title = "Letter not found"
+
+
+class ChannelChoiceError(InvalidInputError):
+    """The requested channel does not exist or cannot reach this customer."""
+
+    title = "Channel not possible"

@@ -1,0 +1,257 @@
+"""The dispatcher: claims due ledger rows, calls their channel, records the outcome, retries and falls back.
+
+Decisions:
+- Never twice: a row is moved to `sending` with a lease and attempts+1 in its own committed transaction BEFORE
+  the channel is called; the outcome is recorded in another one, and only if the row is still `sending` (a
+  second worker that took over an expired lease wins alone). A crash between the two leaves the row `sending`;
+  when its lease expires it is sent again with the SAME idempotency key, which each channel makes recognisable:
+  the email's Message-ID, the IPP job-name (the IPP channel finds the earlier job and does not print again), the
+  SMS provider's Idempotency-Key.
+- Claims use FOR UPDATE SKIP LOCKED on PostgreSQL, so several dispatchers share the work.
+- Failures: a retryable one is retried with exponential backoff (POSTROOM_DISPATCH_BACKOFF_SECONDS, doubled)
+  until POSTROOM_DISPATCH_MAX_ATTEMPTS; then, or at once for a permanent failure or a bounce, the row is
+  `failed`/`bounced` and the next channel of the category's fallback chain (POSTROOM_FALLBACK) is queued,
+  skipping channels the customer cannot be reached on and channels the letter already has a row for.
+- Print rows are `sent` when the printer accepted the job and polled with `check` until delivered or failed
+  (an aborted job is resubmitted like a retryable failure); without news for POSTROOM_DISPATCH_CHECK_GIVE_UP_HOURS
+  the row fails. Email and SMS `sent` rows wait for bounces and receipts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from output import events as names
+from output.channels import DELIVERED, SENT, ChannelError, Outgoing, Recipient, SendResult, get_channel
+from output.channels.base import failed
+from output.models import BOUNCED, FAILED, QUEUED, SENDING, Dispatch, Letter
+from output.service import policy
+from output.service.letters import add_event, refresh_status
+from output.service.tracking import click_url, open_pixel_url, portal_url
+from repository import audit, events
+from repository.config import Settings, get_settings
+from repository.db import get_engine, is_postgres, transaction
+from repository.models import Customer, Document, DocumentVersion
+from repository.service import read_version
+from repository.types import new_id, utcnow
+
+log = logging.getLogger(__name__)
+
+ACTOR = "system:dispatcher"
+POLLED = frozenset({"print"})
+SEND, CHECK = "send", "check"
+
+
+def _lock(session: Session, dispatch_id: str) -> Dispatch | None:
+    stmt = select(Dispatch).where(Dispatch.id == dispatch_id)
+    if is_postgres(session):
+        stmt = stmt.with_for_update()
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def _claim(engine: Engine, settings: Settings, limit: int) -> list[tuple[str, str]]:
+    now = utcnow()
+    lease = dt.timedelta(seconds=settings.dispatch_lease_seconds)
+    with transaction(engine) as session:
+        stmt = (select(Dispatch)
+                .where(or_(and_(Dispatch.state == QUEUED, Dispatch.next_attempt_at <= now),
+                           and_(Dispatch.state == SENDING, Dispatch.lease_until < now),
+                           and_(Dispatch.state == SENT, Dispatch.channel.in_(POLLED),
+                                Dispatch.next_attempt_at <= now)))
+                .order_by(Dispatch.next_attempt_at, Dispatch.id).limit(limit))
+        if is_postgres(session):
+            stmt = stmt.with_for_update(skip_locked=True)
+        claims = []
+        for row in session.execute(stmt).scalars().all():
+            row.updated_at = now
+            if row.state == SENT:
+                row.next_attempt_at = now + lease  # the poll's lease: nobody else polls it meanwhile
+                claims.append((row.id, CHECK))
+                continue
+            row.state, row.attempts, row.lease_until = SENDING, row.attempts + 1, now + lease
+            claims.append((row.id, SEND))
+            refresh_status(session, session.get(Letter, row.letter_id))
+        return claims
+
+
+def _outgoing(session: Session, settings: Settings, row: Dispatch) -> Outgoing:
+    letter = session.get(Letter, row.letter_id)
+    customer = session.get(Customer, letter.customer_id)
+    document = session.get(Document, letter.document_id)
+    version = session.execute(select(DocumentVersion).where(
+        DocumentVersion.document_id == document.id, DocumentVersion.major == document.current_major,
+        DocumentVersion.minor == document.current_minor)).scalar_one()
+    pdf = b"".join(read_version(session, version=version)) if row.channel in ("email", "print") else None
+    recipient = Recipient(name=customer.name, email=customer.email, mobile=customer.mobile, locale=customer.locale,
+                          address={"lines": list(customer.address_lines or []), "city": customer.city,
+                                   "postcode": customer.postcode, "country": customer.country})
+    link = portal_url(settings, letter.id)
+    sensitive = letter.category in policy.categories(settings.sensitive_categories)
+    subject = f"Your letter {letter.reference}"
+    greeting = customer.salutation or f"Dear {customer.name}"
+    if row.channel == "sms":
+        text = f"You have a new letter ({letter.reference}) in your Postroom inbox:"
+    elif sensitive:
+        text = f"{greeting},\n\nyou have a new letter ({letter.reference}). Read it securely here:\n{link}\n"
+    else:
+        text = f"{greeting},\n\nplease find your letter {letter.reference} attached.\n"
+    html = "<p>" + text.replace("\n\n", "</p><p>").replace("\n", "<br>") + "</p>"
+    if row.channel == "email" and settings.tracking_secret.get_secret_value():
+        if sensitive:
+            html = html.replace(link, f'<a href="{click_url(settings, letter.id, row.channel, link)}">{link}</a>')
+        html += f'\n<img src="{open_pixel_url(settings, letter.id, row.channel)}" width="1" height="1" alt="">'
+    return Outgoing(letter_id=letter.id, channel=row.channel, idempotency_key=row.idempotency_key,
+                    recipient=recipient, category=letter.category, subject=subject, pdf=pdf, portal_url=link,
+                    sensitive=sensitive, text_body=text, html_body=html)
+
+
+def _call(settings: Settings, row_channel: str, action: str, payload: Outgoing | str) -> SendResult | None:
+    try:
+        channel = get_channel(row_channel, settings)
+    except (ChannelError, ValueError) as exc:
+        return failed(f"channel {row_channel} is not usable: {exc}", retryable=False)
+    try:
+        return channel.send(payload) if action == SEND else channel.check(payload)  # type: ignore[arg-type]
+    except Exception as exc:  # a channel bug must not kill the loop; the row retries
+        log.exception("channel %s raised on %s", row_channel, action)
+        return failed(f"{type(exc).__name__}: {exc}", retryable=True)
+
+
+def _backoff(settings: Settings, attempts: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(settings.dispatch_backoff_seconds * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+def fall_back(session: Session, *, settings: Settings, row: Dispatch, letter: Letter, why: str) -> Dispatch | None:
+    """Queue the next channel of the category's fallback chain after `row` gave up, if there is one."""
+    customer = session.get(Customer, letter.customer_id)
+    have = set(session.execute(select(Dispatch.channel).where(Dispatch.letter_id == letter.id)).scalars())
+    channel: str | None = row.channel
+    while (channel := policy.next_in_chain(settings, letter.category, channel)) is not None:
+        if channel in have:
+            return None  # the letter already goes that way
+        if policy.reachable(customer, channel) or (channel == "print" and customer.address_undeliverable):
+            continue
+        now = utcnow()
+        new = Dispatch(id=new_id(), letter_id=letter.id, channel=channel, idempotency_key=f"{letter.id}:{channel}",
+                       state=QUEUED, attempts=0, next_attempt_at=now, fallback_of=row.id,
+                       reason=f"fallback after {row.channel} {row.state}: {why}"[:500], created_at=now,
+                       updated_at=now)
+        session.add(new)
+        session.flush()
+        add_event(session, new, letter, QUEUED, new.reason or "")
+        events.emit(session, names.DISPATCH_FALLBACK, {"letter_id": letter.id, "from": row.channel, "to": channel})
+        return new
+    return None
+
+
+def _give_up(session: Session, settings: Settings, row: Dispatch, letter: Letter, state: str, detail: str) -> None:
+    row.state, row.lease_until, row.last_error = state, None, detail[:4000]
+    add_event(session, row, letter, state, detail)
+    fall_back(session, settings=settings, row=row, letter=letter, why=detail)
+
+
+def _record(engine: Engine, settings: Settings, dispatch_id: str, action: str, result: SendResult | None) -> None:
+    with transaction(engine) as session:
+        row = _lock(session, dispatch_id)
+        expected = SENDING if action == SEND else SENT
+        if row is None or row.state != expected:
+            return  # another dispatcher took the row over after its lease expired, and recorded it
+        letter = session.get(Letter, row.letter_id)
+        now = utcnow()
+        row.updated_at = now
+        if result is None:  # a poll without news
+            give_up = row.sent_at and now - row.sent_at > dt.timedelta(hours=settings.dispatch_check_give_up_hours)
+            if give_up:
+                _give_up(session, settings, row, letter, FAILED, "no outcome from the printer in time")
+            else:
+                row.next_attempt_at = now + dt.timedelta(seconds=settings.dispatch_check_interval_seconds)
+                return
+        else:
+            if result.provider_ref:
+                row.provider_ref = result.provider_ref[:500]
+            row.lease_until = None
+            if result.status == DELIVERED:
+                row.state, row.delivered_at, row.next_attempt_at = DELIVERED, now, None
+                row.sent_at = row.sent_at or now
+                add_event(session, row, letter, DELIVERED, result.detail)
+            elif result.status == SENT:
+                row.state, row.sent_at = SENT, now
+                row.next_attempt_at = (now + dt.timedelta(seconds=settings.dispatch_check_interval_seconds)
+                                       if row.channel in POLLED else None)
+                add_event(session, row, letter, SENT, result.detail)
+            elif result.retryable and row.attempts < settings.dispatch_max_attempts:
+                row.state, row.last_error = QUEUED, result.detail[:4000]
+                row.next_attempt_at = now + _backoff(settings, row.attempts)
+                add_event(session, row, letter, QUEUED, f"attempt {row.attempts} failed ({result.detail}); "
+                                                        f"retry at {row.next_attempt_at.isoformat()}")
+                events.emit(session, names.DISPATCH_RETRY, {"letter_id": letter.id, "channel": row.channel,
+                                                            "attempts": row.attempts})
+            else:
+                _give_up(session, settings, row, letter, FAILED,
+                         f"{result.detail} (after {row.attempts} attempt{'s' if row.attempts != 1 else ''})")
+        refresh_status(session, letter)
+        audit.record(session, actor=ACTOR, action=f"letter.dispatch_{row.state}", object_type="dispatch",
+                     object_id=row.id, details={"letter_id": letter.id, "channel": row.channel,
+                                                "attempts": row.attempts, "provider_ref": row.provider_ref,
+                                                "detail": (result.detail if result else "")[:500]})
+
+
+def _work(engine: Engine, settings: Settings, dispatch_id: str, action: str) -> None:
+    with transaction(engine, readonly=True) as session:
+        row = session.get(Dispatch, dispatch_id)
+        payload: Outgoing | str | None = _outgoing(session, settings, row) if action == SEND else row.provider_ref
+        channel = row.channel
+    if payload is None:
+        result: SendResult | None = failed("the row has no provider reference to poll", retryable=False)
+    else:
+        result = _call(settings, channel, action, payload)
+    _record(engine, settings, dispatch_id, action, result)
+
+
+def dispatch_due(engine: Engine | None = None, *, limit: int = 20, settings: Settings | None = None) -> int:
+    """Claim up to `limit` due ledger rows and send (or poll) each; returns how many were claimed."""
+    engine = engine or get_engine()
+    settings = settings or get_settings()
+    claims = _claim(engine, settings, limit)
+    for dispatch_id, action in claims:
+        try:
+            _work(engine, settings, dispatch_id, action)
+        except Exception:  # one bad row must not stop the others; its lease expires and it is retried
+            log.exception("dispatch of %s failed", dispatch_id)
+    return len(claims)
+
+
+def record_bounce(session: Session, *, letter_id: str, channel: str = "email", detail: str,
+                  permanent: bool = True) -> Dispatch | None:
+    """Mark a sent row bounced (a DSN or a provider webhook) and queue the fallback; None if no such row."""
+    row = session.execute(select(Dispatch).where(Dispatch.letter_id == letter_id, Dispatch.channel == channel)
+                          .with_for_update() if is_postgres(session) else
+                          select(Dispatch).where(Dispatch.letter_id == letter_id, Dispatch.channel == channel)
+                          ).scalar_one_or_none()
+    if row is None or row.state not in (SENT, SENDING) or not permanent:
+        return row
+    letter = session.get(Letter, letter_id)
+    row.updated_at = utcnow()
+    _give_up(session, get_settings(), row, letter, BOUNCED, detail)
+    refresh_status(session, letter)
+    audit.record(session, actor=ACTOR, action="letter.dispatch_bounced", object_type="dispatch", object_id=row.id,
+                 details={"letter_id": letter_id, "channel": channel, "detail": detail[:500]})
+    return row
+
+
+def run_dispatcher(engine: Engine, stop: threading.Event, *, poll_seconds: float = 2.0, limit: int = 20) -> None:
+    """Dispatch due rows until `stop` is set, sleeping `poll_seconds` when there is nothing to do."""
+    while not stop.is_set():
+        try:
+            claimed = dispatch_due(engine, limit=limit)
+        except Exception:  # keep the loop alive across database hiccups
+            log.exception("dispatch failed; retrying")
+            claimed = 0
+        if not claimed:
+            stop.wait(poll_seconds)

@@ -1,0 +1,169 @@
+"""Which channels a letter goes to, and the contact policy that may hold a send back or suppress it.
+
+Decisions:
+- The order is: an explicit `channel` override; else the customer's preference for the letter's category
+  (`none` means "do not send me these"); else paperless customers get the portal plus an email (or, without an
+  email address, an SMS) notification; everyone else gets print. A channel the customer's details cannot serve
+  (no email address, no mobile, no postal address) is not chosen by default; asked for explicitly it is a 422.
+- Categories that require paper (POSTROOM_PAPER_CATEGORIES) always get print as well, whatever was asked for.
+- A customer whose address is flagged undeliverable gets no print: the portal instead, with a note in the row.
+- Marketing categories (POSTROOM_MARKETING_CATEGORIES) need a granted `marketing` consent (the newest decision)
+  and are capped per customer (POSTROOM_MARKETING_CAP "N/D": N letters in D days, counting marketing letters
+  that were not wholly suppressed); a letter over the cap or without consent is recorded with every row
+  `suppressed` and the reason. Transactional and regulatory letters are exempt.
+- SMS is not sent in quiet hours (POSTROOM_SMS_QUIET_HOURS, local to POSTROOM_SMS_TIMEZONE): the row waits with
+  next_attempt_at at the end of the quiet period.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session
+
+from output.channels import channel_names
+from output.models import QUEUED, SUPPRESSED, Dispatch, Letter
+from output.service._errors import ChannelChoiceError
+from repository.config import Settings
+from repository.models import Customer
+from repository.service import current_consents
+
+MARKETING_CONSENT = "marketing"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One ledger row to write: a channel, its first state, why, and when it may first be sent."""
+
+    channel: str
+    state: str
+    reason: str | None
+    next_attempt_at: dt.datetime
+
+
+def categories(value: str) -> set[str]:
+    """A comma-separated setting as a set of names."""
+    return {part.strip().lower() for part in value.split(",") if part.strip()}
+
+
+def fallback_chain(settings: Settings, category: str) -> list[str]:
+    """The fallback chain configured for a category (a category entry wins over the general one)."""
+    general: list[str] = []
+    for entry in settings.fallback.split(";"):
+        entry = entry.strip()
+        if not entry:
+            continue
+        name, _, chain = entry.rpartition("=")
+        channels = [c.strip().lower() for c in chain.split(">") if c.strip()]
+        if name.strip().lower() == category:
+            return channels
+        if not name:
+            general = channels
+    return general
+
+
+def next_in_chain(settings: Settings, category: str, channel: str) -> str | None:
+    """The channel to fall back to when `channel` gave up, or None."""
+    chain = fallback_chain(settings, category)
+    if channel in chain and chain.index(channel) + 1 < len(chain):
+        return chain[chain.index(channel) + 1]
+    return None
+
+
+def reachable(customer: Customer, channel: str) -> str | None:
+    """Why the customer cannot be reached on the channel, or None when they can."""
+    if channel == "email" and not customer.email:
+        return "the customer has no email address"
+    if channel == "sms" and not customer.mobile:
+        return "the customer has no mobile number"
+    if channel == "print" and not (customer.address_lines or customer.postcode):
+        return "the customer has no postal address"
+    return None
+
+
+def _quiet_until(settings: Settings, now: dt.datetime) -> dt.datetime | None:
+    """The end of the SMS quiet period `now` falls in, or None outside it."""
+    spec = settings.sms_quiet_hours.strip()
+    if not spec:
+        return None
+    start_text, _, end_text = spec.partition("-")
+    start, end = int(start_text) % 24, int(end_text) % 24
+    local = now.astimezone(ZoneInfo(settings.sms_timezone))
+    hour = local.hour
+    quiet = (start <= hour < end) if start < end else (hour >= start or hour < end)
+    if not quiet:
+        return None
+    until = local.replace(hour=end, minute=0, second=0, microsecond=0)
+    if until <= local:
+        until += dt.timedelta(days=1)
+    return until.astimezone(dt.UTC)
+
+
+def _marketing_block(session: Session, settings: Settings, customer: Customer, now: dt.datetime) -> str | None:
+    consent = {c.purpose: c.granted for c in current_consents(session, customer_id=customer.id)}
+    if not consent.get(MARKETING_CONSENT):
+        return "no granted marketing consent"
+    count_text, _, days_text = settings.marketing_cap.partition("/")
+    cap, days = int(count_text), int(days_text or 30)
+    sent = exists().where(Dispatch.letter_id == Letter.id, Dispatch.state != SUPPRESSED)
+    count = session.execute(select(func.count()).select_from(Letter).where(
+        Letter.customer_id == customer.id, Letter.category.in_(categories(settings.marketing_categories)),
+        Letter.created_at >= now - dt.timedelta(days=days), sent)).scalar_one()
+    if count >= cap:
+        return f"marketing cap reached: {count} marketing letters in the last {days} days (limit {cap})"
+    return None
+
+
+def _default_channels(customer: Customer, category: str) -> list[str]:
+    preferred = (customer.channel_preferences or {}).get(category)
+    if preferred and preferred != "none" and reachable(customer, preferred) is None:
+        return [preferred]
+    if customer.paperless:
+        notify = "email" if customer.email else "sms" if customer.mobile else None
+        return ["portal"] + ([notify] if notify else [])
+    return ["print"]
+
+
+def choose(session: Session, *, settings: Settings, customer: Customer, category: str, override: str | None,
+           now: dt.datetime) -> list[Plan]:
+    """The ledger rows for a new letter of `category` to `customer` (see the module's decisions)."""
+    notes: dict[str, str] = {}
+    opted_out = (customer.channel_preferences or {}).get(category) == "none" and override is None
+    if override is not None:
+        if override not in channel_names():
+            raise ChannelChoiceError(f"unknown channel {override!r}; use one of {', '.join(channel_names())}",
+                                     field="channel")
+        if (why := reachable(customer, override)) is not None:
+            raise ChannelChoiceError(f"cannot send by {override}: {why}", field="channel")
+        channels = [override]
+    else:
+        channels = _default_channels(customer, category)
+    if category in categories(settings.paper_categories) and "print" not in channels:
+        channels.append("print")
+        notes["print"] = f"category {category!r} requires paper"
+        opted_out = False
+    if "print" in channels and (customer.address_undeliverable or reachable(customer, "print")):
+        why = "postal address flagged undeliverable" if customer.address_undeliverable else reachable(customer,
+                                                                                                        "print")
+        channels = [c for c in channels if c != "print"]
+        if "portal" not in channels:
+            channels.append("portal")
+        notes["portal"] = f"{why}: portal instead of print"
+    channels = list(dict.fromkeys(channels))
+    block = None
+    if opted_out:
+        block = f"the customer asked for no {category!r} letters"
+    elif category in categories(settings.marketing_categories):
+        block = _marketing_block(session, settings, customer, now)
+    plans = []
+    for channel in channels:
+        if block:
+            plans.append(Plan(channel, SUPPRESSED, block, now))
+            continue
+        when = (_quiet_until(settings, now) if channel == "sms" else None) or now
+        reason = notes.get(channel) or (f"SMS quiet hours until {when.isoformat()}" if when > now else None)
+        plans.append(Plan(channel, QUEUED, reason, when))
+    return plans

@@ -1,0 +1,120 @@
+"""Shared set-up for the letter tests: a warm LibreOffice pool, an approved template, customers, an SMTP
+recorder (aiosmtpd) and the IPP printer from ops/services.sh."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from correspondence import events as correspondence_events
+from correspondence import service as corr
+from output.channels import get_channel
+from output.compose import get_pool, reset_pool
+from output.compose._worker import find_soffice
+from repository import service
+from repository.config import Settings, get_settings
+from repository.db import transaction
+from tests.conftest import service_missing
+from tests.correspondence.docx_factory import make_docx
+from tests.repository.helpers import staged
+
+IPP_URI = os.environ.get("POSTROOM_TEST_IPP_URI", "")
+SCHEMA = {"type": "object", "properties": {"balance": {"type": "number"}}, "required": ["balance"]}
+BODY = ["Dear {{ customer.name }},", "Your balance is {{ balance }}.", "Reference {{ letter.reference }}.",
+        "Yours sincerely,", "Postroom"]
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def uno_pool() -> Iterator[None]:
+    """The process-wide converter pool with one warm worker on free ports, for the whole module."""
+    if find_soffice(None) is None:
+        service_missing("libreoffice", "soffice is not installed (ops/libreoffice.sh)")
+    if subprocess.run(["/usr/bin/python3", "-c", "import uno"], capture_output=True).returncode != 0:
+        service_missing("libreoffice", "/usr/bin/python3 cannot import uno (ops/libreoffice.sh)")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POSTROOM_UNO_WORKERS", "1")
+        mp.setenv("POSTROOM_UNO_PORT_BASE", str(free_port()))
+        reset_pool()
+        get_settings.cache_clear()
+        get_pool().start()
+        yield
+        reset_pool()
+
+
+class Recorder:
+    """An aiosmtpd handler that keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: ANN001, ANN201
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content))
+        return "250 Message accepted"
+
+
+@pytest.fixture
+def smtp(monkeypatch) -> Iterator[Recorder]:  # noqa: ANN001
+    """A real SMTP server on loopback, configured as Postroom's relay."""
+    recorder = Recorder()
+    port = free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    try:
+        controller.start()
+    except Exception as exc:  # the server could not bind or start
+        service_missing("smtp", f"aiosmtpd did not start: {exc}")
+    monkeypatch.setenv("POSTROOM_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("POSTROOM_SMTP_PORT", str(port))
+    monkeypatch.setenv("POSTROOM_SMTP_TIMEOUT_SECONDS", "5")
+    get_settings.cache_clear()
+    yield recorder
+    controller.stop()
+
+
+@pytest.fixture
+def printer(monkeypatch) -> str:  # noqa: ANN001
+    """The ippeveprinter of ops/services.sh, configured as Postroom's print device."""
+    if not IPP_URI:
+        service_missing("ipp", "POSTROOM_TEST_IPP_URI is not set (ops/ipp-printer.sh start)")
+    try:
+        get_channel("print", Settings(ipp_printer_uri=IPP_URI, ipp_timeout_seconds=5))._find_job("probe")
+    except Exception as exc:  # no printer there
+        service_missing("ipp", f"no IPP printer answers at {IPP_URI}: {exc}")
+    monkeypatch.setenv("POSTROOM_IPP_PRINTER_URI", IPP_URI)
+    monkeypatch.setenv("POSTROOM_DISPATCH_CHECK_INTERVAL_SECONDS", "0")
+    get_settings.cache_clear()
+    return IPP_URI
+
+
+def approved_template(author, approver, name: str = "statement", category: str = "statement") -> str:  # noqa: ANN001
+    """Create, submit and approve a template; its id."""
+    correspondence_events.register()
+    with transaction() as s:
+        t = corr.create_template(s, actor=author.user, kind="template", name=name, locale="en-GB",
+                                 content=staged(make_docx(BODY), f"{name}.docx"), category=category,
+                                 schema=SCHEMA, sample_data={"balance": 1})
+        template_id = t.id
+    with transaction() as s:
+        corr.submit(s, actor=author.user, template_id=template_id)
+    with transaction() as s:
+        corr.approve(s, actor=approver.user, template_id=template_id)
+    return template_id
+
+
+def customer(account, ref: str, **fields) -> str:  # noqa: ANN001, ANN003
+    """Register a customer with a postal address (and the given fields); its id."""
+    profile = {"name": "Ada Lovelace", "address_lines": ["1 High Street"], "city": "London", "postcode": "SW1A 1AA",
+               "country": "GB", **fields}
+    with transaction() as s:
+        return service.create_customer(s, actor=account.user, external_ref=ref, **profile).id

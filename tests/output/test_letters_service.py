@@ -1,0 +1,236 @@
+"""Letters through the service layer on SQLite and PostgreSQL: composed by a real LibreOffice, archived, and
+dispatched to a real SMTP server (aiosmtpd) and a real IPP printer (ippeveprinter)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import io
+import threading
+import time
+
+import pikepdf
+import pytest
+from sqlalchemy import select
+
+from output import service as output
+from output.compose import read_metadata
+from output.models import Dispatch, Letter
+from output.service import policy
+from repository import service
+from repository.config import get_settings
+from repository.db import transaction
+from repository.errors import PermissionDeniedError
+from repository.models import Customer, DocumentType
+from tests.output.letters_support import approved_template, customer, free_port, printer, smtp, uno_pool  # noqa: F401
+
+pytestmark = [pytest.mark.usefixtures("repo", "uno_pool"), pytest.mark.libreoffice]
+
+
+@pytest.fixture
+def people(make_user):  # noqa: ANN001, ANN201
+    """An author, an approver, an admin and a help-desk user."""
+    return {"author": make_user("alice", "author"), "approver": make_user("bob", "approver"),
+            "admin": make_user("root", "admin"), "helpdesk": make_user("harry", "helpdesk")}
+
+
+@pytest.fixture
+def template(people) -> str:  # noqa: ANN001
+    """An approved `statement` template."""
+    return approved_template(people["author"], people["approver"])
+
+
+def _letter(account, customer_id: str, **kwargs) -> Letter:  # noqa: ANN001, ANN003
+    with transaction() as s:
+        letter = output.create_letter(s, actor=account.user, template="statement", customer_id=customer_id,
+                                      data={"balance": kwargs.pop("balance", 42)}, **kwargs)
+        s.flush()
+        s.expunge(letter)
+    return letter
+
+
+def _rows(letter_id: str) -> dict[str, Dispatch]:
+    with transaction(readonly=True) as s:
+        return {r.channel: r for r in s.execute(select(Dispatch).where(Dispatch.letter_id == letter_id)).scalars()}
+
+
+def _status(letter_id: str) -> str:
+    with transaction(readonly=True) as s:
+        return s.get(Letter, letter_id).status
+
+
+def _pdf(account, letter: Letter) -> bytes:  # noqa: ANN001
+    with transaction(readonly=True) as s:
+        version = service.get_version(s, actor=account.user, document_id=letter.document_id)
+        return b"".join(service.read_version(s, version=version))
+
+
+def _dispatch_until(predicate, rounds: int = 60) -> None:  # noqa: ANN001
+    for _ in range(rounds):
+        output.dispatch_due(limit=10)
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("dispatch did not reach the expected state")
+
+
+def test_a_letter_is_archived_as_a_pdfa_letter_document_of_the_customer(people, template) -> None:  # noqa: ANN001
+    customer_id = customer(people["admin"], "C-1")
+    letter = _letter(people["author"], customer_id)
+    pdf = _pdf(people["helpdesk"], letter)
+    with transaction(readonly=True) as s:
+        document = service.get_document(s, actor=people["helpdesk"].user, document_id=letter.document_id)
+        assert s.get(DocumentType, document.document_type_id).name == "letter"
+        assert document.customer_id == customer_id
+        meta = dict(document.meta)
+    assert meta["template_id"] == template and meta["template_version"] == "1.0"
+    assert meta["data_sha256"] == letter.data_sha256 and len(letter.data_sha256) == 64
+    assert meta["channels"] == ["print"] and meta["batch_id"] is None
+    xmp = read_metadata(pdf)
+    assert (xmp["letterId"], xmp["template"], xmp["templateVersion"]) == (letter.id, "statement", "1.0")
+    assert xmp["pdfa"].startswith("2")
+    with pikepdf.open(io.BytesIO(pdf)) as doc:
+        assert len(doc.pages) == letter.pages == 1
+    assert letter.reference.startswith("L-") and letter.status == "composed"
+
+
+def test_only_letter_writers_may_create_letters(people, template) -> None:  # noqa: ANN001
+    customer_id = customer(people["admin"], "C-1")
+    with pytest.raises(PermissionDeniedError):
+        _letter(people["helpdesk"], customer_id)
+    with transaction() as s:  # an admin lets the help desk send letters
+        s.execute(select(DocumentType).where(DocumentType.name == "letter")).scalar_one().write_roles = [
+            "admin", "author", "helpdesk"]
+    assert _letter(people["helpdesk"], customer_id).status == "composed"
+
+
+@pytest.mark.smtp
+def test_an_email_letter_reaches_the_smtp_server_once_with_its_pdf(people, template, smtp) -> None:  # noqa: ANN001, F811
+    customer_id = customer(people["admin"], "C-1", email="ada@example.com",
+                           channel_preferences={"statement": "email"})
+    letter = _letter(people["author"], customer_id)
+    threads = [threading.Thread(target=output.dispatch_due) for _ in range(2)]  # two dispatchers at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    output.dispatch_due()
+    assert len(smtp.messages) == 1
+    _from, to, raw = smtp.messages[0]
+    assert to == ["ada@example.com"]
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    attachment = next(message.iter_attachments())
+    assert attachment.get_content() == _pdf(people["author"], letter)
+    rows = _rows(letter.id)
+    assert (rows["email"].state, rows["email"].attempts) == ("sent", 1)
+    assert rows["email"].provider_ref == message["Message-ID"]
+    assert _status(letter.id) == "done"
+
+
+@pytest.mark.smtp
+def test_a_crash_after_the_send_is_resent_with_the_same_message_id(people, template, smtp) -> None:  # noqa: ANN001, F811
+    customer_id = customer(people["admin"], "C-1", email="ada@example.com",
+                           channel_preferences={"statement": "email"})
+    letter = _letter(people["author"], customer_id)
+    output.dispatch_due()
+    with transaction() as s:  # as if the dispatcher died after the send, before recording it
+        row = s.execute(select(Dispatch).where(Dispatch.letter_id == letter.id)).scalar_one()
+        row.state, row.lease_until = "sending", dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert output.dispatch_due() == 0  # the lease holds: nobody sends it meanwhile
+    with transaction() as s:
+        s.execute(select(Dispatch).where(Dispatch.letter_id == letter.id)).scalar_one().lease_until = (
+            dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+    assert output.dispatch_due() == 1
+    ids = {email.message_from_bytes(raw)["Message-ID"] for _f, _t, raw in smtp.messages}
+    assert len(smtp.messages) == 2 and len(ids) == 1  # recognisable as the same message by the receiver
+    assert _rows(letter.id)["email"].state == "sent"
+
+
+@pytest.mark.ipp
+def test_a_print_letter_reaches_the_printer_and_becomes_delivered(people, template, printer) -> None:  # noqa: ANN001, F811
+    letter = _letter(people["author"], customer(people["admin"], "C-1"))
+    _dispatch_until(lambda: _rows(letter.id)["print"].state == "delivered")
+    row = _rows(letter.id)["print"]
+    assert row.provider_ref.startswith("ipp://") and row.attempts == 1
+    assert _status(letter.id) == "done"
+    output.dispatch_due()  # nothing more to do
+    assert _rows(letter.id)["print"].attempts == 1
+
+
+@pytest.mark.ipp
+def test_smtp_down_retries_then_falls_back_to_print(people, template, printer, monkeypatch) -> None:  # noqa: ANN001, F811
+    monkeypatch.setenv("POSTROOM_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("POSTROOM_SMTP_PORT", str(free_port()))  # nothing listens there
+    monkeypatch.setenv("POSTROOM_DISPATCH_BACKOFF_SECONDS", "0")
+    monkeypatch.setenv("POSTROOM_DISPATCH_MAX_ATTEMPTS", "3")
+    get_settings.cache_clear()
+    customer_id = customer(people["admin"], "C-1", email="ada@example.com",
+                           channel_preferences={"statement": "email"})
+    letter = _letter(people["author"], customer_id)
+    _dispatch_until(lambda: "print" in _rows(letter.id) and _rows(letter.id)["print"].state == "delivered")
+    rows = _rows(letter.id)
+    assert (rows["email"].state, rows["email"].attempts) == ("failed", 3)
+    assert "SMTP connection failed" in rows["email"].last_error
+    assert rows["print"].fallback_of == rows["email"].id and "fallback after email" in rows["print"].reason
+    assert _status(letter.id) == "done"
+
+
+def test_the_marketing_cap_suppresses_with_the_reason(people, template, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("POSTROOM_MARKETING_CAP", "1/30")
+    get_settings.cache_clear()
+    customer_id = customer(people["admin"], "C-1")
+    no_consent = _letter(people["author"], customer_id, category="marketing")
+    assert _rows(no_consent.id)["print"].reason == "no granted marketing consent"
+    with transaction() as s:
+        service.record_consent(s, actor=people["admin"].user, customer_id=customer_id, purpose="marketing",
+                               granted=True, source="web form")
+    first = _letter(people["author"], customer_id, category="marketing")
+    second = _letter(people["author"], customer_id, category="marketing")
+    assert _rows(first.id)["print"].state == "queued"
+    row = _rows(second.id)["print"]
+    assert row.state == "suppressed"
+    assert row.reason == "marketing cap reached: 1 marketing letters in the last 30 days (limit 1)"
+    assert _status(second.id) == "done"
+    transactional = _letter(people["author"], customer_id)  # exempt
+    assert _rows(transactional.id)["print"].state == "queued"
+
+
+# --- channel choice (no composition needed) ------------------------------------------------------------------
+
+def _choose(customer_id: str, category: str = "statement", override: str | None = None,
+            now: dt.datetime | None = None) -> list[policy.Plan]:
+    with transaction(readonly=True) as s:
+        return policy.choose(s, settings=get_settings(), customer=s.get(Customer, customer_id), category=category,
+                             override=override, now=now or dt.datetime.now(dt.UTC))
+
+
+def test_channel_choice_follows_preferences_paperless_paper_and_undeliverable(people) -> None:  # noqa: ANN001
+    admin = people["admin"]
+    assert [p.channel for p in _choose(customer(admin, "C-1"))] == ["print"]
+    paperless = customer(admin, "C-2", paperless=True, email="ada@example.com")
+    assert [p.channel for p in _choose(paperless)] == ["portal", "email"]
+    assert [p.channel for p in _choose(paperless, "regulatory")] == ["portal", "email", "print"]
+    sms = customer(admin, "C-3", paperless=True, mobile="+447911123456")
+    assert [p.channel for p in _choose(sms)] == ["portal", "sms"]
+    assert [p.channel for p in _choose(paperless, override="print")] == ["print"]
+    prefers = customer(admin, "C-4", email="x@example.com", channel_preferences={"billing": "email", "news": "none"})
+    assert [p.channel for p in _choose(prefers, "billing")] == ["email"]
+    assert [(p.channel, p.state) for p in _choose(prefers, "news")] == [("print", "suppressed")]
+    with transaction() as s:
+        s.get(Customer, prefers).address_undeliverable = True
+    plans = _choose(prefers)
+    assert [p.channel for p in plans] == ["portal"]
+    assert plans[0].reason == "postal address flagged undeliverable: portal instead of print"
+    with pytest.raises(output.ChannelChoiceError):
+        _choose(customer(admin, "C-5"), override="email")  # no email address
+
+
+def test_sms_waits_for_the_end_of_quiet_hours(people) -> None:  # noqa: ANN001
+    sms = customer(people["admin"], "C-1", paperless=True, mobile="+447911123456")
+    night = dt.datetime(2026, 1, 5, 22, 30, tzinfo=dt.UTC)
+    plans = {p.channel: p for p in _choose(sms, now=night)}
+    assert plans["sms"].next_attempt_at == dt.datetime(2026, 1, 6, 8, 0, tzinfo=dt.UTC)
+    assert plans["portal"].next_attempt_at == night
+    noon = night.replace(hour=12)
+    assert {p.channel: p for p in _choose(sms, now=noon)}["sms"].next_attempt_at == noon
