@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from api import dav
 from api.errors import install_error_handlers, problem, register_error_mapping
 from api.metrics import MetricsMiddleware
-from api.routers import audit, auth, customers, document_types, documents, health, templates
+from api.routers import audit, auth, customers, document_types, documents, health, letters, templates
 from correspondence import events as correspondence_events
 from output.errors import PoolBusyError, ServiceUnavailableError
+from output.service import run_dispatcher
 from repository.config import get_settings
 from repository.db import get_engine
 from repository.events import run_worker
@@ -64,12 +65,22 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
                 name="outbox-worker", daemon=True,
             )
             worker.start()
+        dispatcher = None
+        if start_worker and settings.run_dispatcher_in_serve:
+            # Letters leave through the dispatch ledger (output/service/dispatch.py), beside the outbox worker.
+            dispatcher = threading.Thread(
+                target=run_dispatcher, args=(get_engine(), stop),
+                kwargs={"poll_seconds": settings.dispatch_poll_seconds}, name="dispatcher", daemon=True,
+            )
+            dispatcher.start()
         try:
             yield
         finally:
             stop.set()
             if worker is not None:
                 worker.join(timeout=10)
+            if dispatcher is not None:
+                dispatcher.join(timeout=10)
 
     app = FastAPI(title="Postroom", version="0.1.0", lifespan=lifespan,
                   description="Document repository and customer correspondence service")
@@ -78,6 +89,8 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(templates.templates_router)
     app.include_router(templates.blocks_router)
+    app.include_router(letters.router)
+    app.include_router(letters.tracking_router)
     app.mount(dav.MOUNT, dav.create_dav_asgi())  # WebDAV: edit documents and templates in place
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware)
