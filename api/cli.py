@@ -74,8 +74,9 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Deliver outbox events until stopped (SIGTERM or Ctrl-C)."""
+    """Deliver outbox events and dispatch letters until stopped (SIGTERM or Ctrl-C)."""
     from api.app import register_subscribers
+    from output.service import run_dispatcher
     from repository.events import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -83,11 +84,17 @@ def worker() -> None:
     settings = get_settings()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Letters leave through the dispatch ledger, on a thread beside the outbox loop.
+    dispatcher = threading.Thread(target=run_dispatcher, args=(get_engine(), stop),
+                                  kwargs={"poll_seconds": settings.dispatch_poll_seconds}, name="dispatcher",
+                                  daemon=True)
+    dispatcher.start()
     try:
         run_worker(get_engine(), stop, poll_seconds=settings.outbox_poll_seconds,
                    max_attempts=settings.outbox_max_attempts)
     except KeyboardInterrupt:
         stop.set()
+    dispatcher.join(timeout=10)
 
 
 @users_app.command("create")
