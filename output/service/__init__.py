@@ -1,7 +1,7 @@
 """Letters and dispatch: the functions other code calls (keyword-only, session first, never committing)."""
 
 from output.service._errors import ChannelChoiceError, LetterNotFoundError
-from output.service.dispatch import dispatch_due, fall_back, record_bounce, run_dispatcher
+from output.service.dispatch import dispatch_due, fall_back, record_bounce, record_dsn, run_dispatcher
 from output.service.letters import (
     ComposedLetter,
     PreparedLetter,
@@ -24,6 +24,6 @@ from output.service.tracking import (
 __all__ = [
     "ChannelChoiceError", "ComposedLetter", "LetterNotFoundError", "PreparedLetter", "archive_letter", "click_url",
     "compose_letter", "create_letter", "dispatch_due", "fall_back", "get_letter", "ledger", "open_pixel_url",
-    "portal_url", "prepare_letter", "record_bounce", "record_tracking", "run_dispatcher", "verify_click",
+    "portal_url", "prepare_letter", "record_bounce", "record_dsn", "record_tracking", "run_dispatcher", "verify_click",
     "verify_open",
 ]

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from output import events as names
 from output.channels import DELIVERED, SENT, ChannelError, Outgoing, Recipient, SendResult, get_channel
+from output.channels._email import parse_bounce
 from output.channels.base import failed
 from output.models import BOUNCED, FAILED, QUEUED, SENDING, Dispatch, Letter
 from output.service import policy
@@ -230,10 +231,10 @@ def dispatch_due(engine: Engine | None = None, *, limit: int = 20, settings: Set
 def record_bounce(session: Session, *, letter_id: str, channel: str = "email", detail: str,
                   permanent: bool = True) -> Dispatch | None:
     """Mark a sent row bounced (a DSN or a provider webhook) and queue the fallback; None if no such row."""
-    row = session.execute(select(Dispatch).where(Dispatch.letter_id == letter_id, Dispatch.channel == channel)
-                          .with_for_update() if is_postgres(session) else
-                          select(Dispatch).where(Dispatch.letter_id == letter_id, Dispatch.channel == channel)
-                          ).scalar_one_or_none()
+    stmt = select(Dispatch).where(Dispatch.letter_id == letter_id, Dispatch.channel == channel)
+    if is_postgres(session):
+        stmt = stmt.with_for_update()
+    row = session.execute(stmt).scalar_one_or_none()
     if row is None or row.state not in (SENT, SENDING) or not permanent:
         return row
     letter = session.get(Letter, letter_id)
@@ -243,6 +244,16 @@ def record_bounce(session: Session, *, letter_id: str, channel: str = "email", d
     audit.record(session, actor=ACTOR, action="letter.dispatch_bounced", object_type="dispatch", object_id=row.id,
                  details={"letter_id": letter_id, "channel": channel, "detail": detail[:500]})
     return row
+
+
+def record_dsn(session: Session, *, raw: bytes) -> Dispatch | None:
+    """Apply a delivery status notification (RFC 3464) for one of our emails: a permanent failure marks the
+    row bounced and queues the fallback; None when it is no DSN of ours."""
+    bounce = parse_bounce(raw)
+    if bounce is None or session.get(Letter, bounce.letter_id) is None:
+        return None
+    return record_bounce(session, letter_id=bounce.letter_id, channel="email", permanent=bounce.permanent,
+                         detail=f"{bounce.status} {bounce.diagnostic}".strip())
 
 
 def run_dispatcher(engine: Engine, stop: threading.Event, *, poll_seconds: float = 2.0, limit: int = 20) -> None:

@@ -25,7 +25,19 @@ from sqlalchemy.orm import Session
 from correspondence.service import render_letter
 from output import events as names
 from output.compose import get_pool, set_metadata
-from output.models import COMPOSED, DONE, FINAL_STATES, QUEUED, SENT, SUPPRESSED, DeliveryEvent, Dispatch, Letter
+from output.models import (
+    COMPOSED,
+    DISPATCHING,
+    DONE,
+    FAILED,
+    FINAL_STATES,
+    QUEUED,
+    SENT,
+    SUPPRESSED,
+    DeliveryEvent,
+    Dispatch,
+    Letter,
+)
 from output.service import policy
 from output.service._errors import LetterNotFoundError
 from repository import audit, events
@@ -177,9 +189,9 @@ def refresh_status(session: Session, letter: Letter) -> None:
     settled = [r.state in FINAL_STATES or (r.state == SENT and r.channel not in polled) for r in rows]
     if rows and all(settled):
         good = any(r.state in ("delivered", SENT) for r in rows) or all(r.state == SUPPRESSED for r in rows)
-        status = DONE if good else "failed"
+        status = DONE if good else FAILED
     elif any(r.attempts or r.state != QUEUED for r in rows if r.state != SUPPRESSED):
-        status = "dispatching"
+        status = DISPATCHING
     else:
         status = COMPOSED
     if status != letter.status:

@@ -147,6 +147,31 @@ def test_a_crash_after_the_send_is_resent_with_the_same_message_id(people, templ
     assert _rows(letter.id)["email"].state == "sent"
 
 
+def _dsn(returned: bytes) -> bytes:
+    return (b"From: MAILER-DAEMON@mx.example.test\r\nTo: postroom@localhost\r\nSubject: Undelivered Mail\r\n"
+            b'MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+            b"--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.test\r\n\r\n"
+            b"Final-Recipient: rfc822; ada@example.com\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+            b"Diagnostic-Code: smtp; 550 5.1.1 no such user\r\n\r\n"
+            b"--B\r\nContent-Type: message/rfc822\r\n\r\n" + returned + b"\r\n--B--\r\n")
+
+
+@pytest.mark.smtp
+def test_a_bounce_marks_the_email_bounced_and_queues_print(people, template, smtp) -> None:  # noqa: ANN001, F811
+    customer_id = customer(people["admin"], "C-1", email="ada@example.com",
+                           channel_preferences={"statement": "email"})
+    letter = _letter(people["author"], customer_id)
+    output.dispatch_due()
+    with transaction() as s:
+        assert output.record_dsn(s, raw=b"From: a@b.test\r\n\r\nnot a bounce\r\n") is None
+        row = output.record_dsn(s, raw=_dsn(smtp.messages[0][2]))
+        assert row is not None and row.state == "bounced"
+    rows = _rows(letter.id)
+    assert rows["email"].last_error == "5.1.1 smtp; 550 5.1.1 no such user"
+    assert (rows["print"].state, rows["print"].fallback_of) == ("queued", rows["email"].id)
+    assert _status(letter.id) == "dispatching"
+
+
 @pytest.mark.ipp
 def test_a_print_letter_reaches_the_printer_and_becomes_delivered(people, template, printer) -> None:  # noqa: ANN001, F811
     letter = _letter(people["author"], customer(people["admin"], "C-1"))
