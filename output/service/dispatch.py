@@ -69,8 +69,12 @@ def _claim(engine: Engine, settings: Settings, limit: int) -> list[tuple[str, st
         if is_postgres(session):
             stmt = stmt.with_for_update(skip_locked=True)
         claims = []
+        quiet = policy.quiet_until(settings, now)
         for row in session.execute(stmt).scalars().all():
             row.updated_at = now
+            if row.channel == "sms" and row.state == QUEUED and quiet is not None:
+                row.next_attempt_at = quiet  # a retry that falls in the quiet hours waits for the morning
+                continue
             if row.state == SENT:
                 row.next_attempt_at = now + lease  # the poll's lease: nobody else polls it meanwhile
                 claims.append((row.id, CHECK))

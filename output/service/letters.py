@@ -121,7 +121,10 @@ def archive_letter(session: Session, *, actor: User, composed: ComposedLetter,
     p = composed.prepared
     settings = get_settings()
     now = utcnow()
-    customer = session.get(Customer, p.customer_id)
+    # Locked, so two letters to one customer count each other against the marketing cap (PostgreSQL; SQLite's
+    # writing transaction holds the database's write lock anyway).
+    customer = session.execute(select(Customer).where(Customer.id == p.customer_id).with_for_update()
+                               .execution_options(populate_existing=True)).scalar_one_or_none()
     if customer is None:
         raise NotFoundError(f"customer {p.customer_id} not found")
     plans = policy.choose(session, settings=settings, customer=customer, category=p.category, override=p.channel,

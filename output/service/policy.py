@@ -84,7 +84,7 @@ def reachable(customer: Customer, channel: str) -> str | None:
     return None
 
 
-def _quiet_until(settings: Settings, now: dt.datetime) -> dt.datetime | None:
+def quiet_until(settings: Settings, now: dt.datetime) -> dt.datetime | None:
     """The end of the SMS quiet period `now` falls in, or None outside it."""
     spec = settings.sms_quiet_hours.strip()
     if not spec:
@@ -163,7 +163,7 @@ def choose(session: Session, *, settings: Settings, customer: Customer, category
         if block:
             plans.append(Plan(channel, SUPPRESSED, block, now))
             continue
-        when = (_quiet_until(settings, now) if channel == "sms" else None) or now
+        when = (quiet_until(settings, now) if channel == "sms" else None) or now
         reason = notes.get(channel) or (f"SMS quiet hours until {when.isoformat()}" if when > now else None)
         plans.append(Plan(channel, QUEUED, reason, when))
     return plans

@@ -3,10 +3,13 @@ recorder (aiosmtpd) and the IPP printer from ops/services.sh."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -80,6 +83,47 @@ def smtp(monkeypatch) -> Iterator[Recorder]:  # noqa: ANN001
     get_settings.cache_clear()
     yield recorder
     controller.stop()
+
+
+class SmsProvider:
+    """A receiving HTTP server standing in for the SMS provider: records each request, answers 201."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                provider.requests.append({"headers": dict(self.headers), "body": json.loads(body)})
+                answer = json.dumps({"id": f"m-{len(provider.requests)}"}).encode()
+                self.send_response(201)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args) -> None:  # noqa: ANN002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/messages"
+
+
+@pytest.fixture
+def sms_provider(monkeypatch) -> Iterator[SmsProvider]:  # noqa: ANN001
+    """A running SMS provider on loopback, configured as Postroom's, with no quiet hours."""
+    fake = SmsProvider()
+    thread = threading.Thread(target=fake.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    monkeypatch.setenv("POSTROOM_SMS_URL", fake.url)
+    monkeypatch.setenv("POSTROOM_SMS_API_KEY", "key-123")
+    monkeypatch.setenv("POSTROOM_SMS_QUIET_HOURS", "")
+    get_settings.cache_clear()
+    yield fake
+    fake.server.shutdown()
+    fake.server.server_close()
 
 
 @pytest.fixture

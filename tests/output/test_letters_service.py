@@ -23,7 +23,15 @@ from repository.config import get_settings
 from repository.db import transaction
 from repository.errors import PermissionDeniedError
 from repository.models import Customer, DocumentType
-from tests.output.letters_support import approved_template, customer, free_port, printer, smtp, uno_pool  # noqa: F401
+from tests.output.letters_support import (  # noqa: F401  (fixtures)
+    approved_template,
+    customer,
+    free_port,
+    printer,
+    sms_provider,
+    smtp,
+    uno_pool,
+)
 
 pytestmark = [pytest.mark.usefixtures("repo", "uno_pool"), pytest.mark.libreoffice]
 
@@ -145,6 +153,37 @@ def test_a_crash_after_the_send_is_resent_with_the_same_message_id(people, templ
     ids = {email.message_from_bytes(raw)["Message-ID"] for _f, _t, raw in smtp.messages}
     assert len(smtp.messages) == 2 and len(ids) == 1  # recognisable as the same message by the receiver
     assert _rows(letter.id)["email"].state == "sent"
+
+
+def test_a_paperless_customer_gets_the_portal_and_an_sms_with_the_link(people, template, sms_provider) -> None:  # noqa: ANN001, F811
+    customer_id = customer(people["admin"], "C-1", paperless=True, mobile="+447911123456")
+    letter = _letter(people["author"], customer_id)
+    output.dispatch_due()
+    output.dispatch_due()
+    rows = _rows(letter.id)
+    assert (rows["portal"].state, rows["sms"].state, rows["sms"].provider_ref) == ("delivered", "sent", "m-1")
+    assert len(sms_provider.requests) == 1
+    request = sms_provider.requests[0]
+    assert request["headers"]["Idempotency-Key"] == rows["sms"].idempotency_key
+    assert request["body"]["to"] == "+447911123456"
+    assert output.portal_url(get_settings(), letter.id) in request["body"]["text"]
+    assert _status(letter.id) == "done"
+
+
+def test_no_sms_leaves_in_quiet_hours(people, template, sms_provider, monkeypatch) -> None:  # noqa: ANN001, F811
+    hour = dt.datetime.now(dt.UTC).hour
+    monkeypatch.setenv("POSTROOM_SMS_QUIET_HOURS", f"{hour}-{(hour + 2) % 24}")
+    get_settings.cache_clear()
+    letter = _letter(people["author"], customer(people["admin"], "C-1", paperless=True, mobile="+447911123456"))
+    queued = _rows(letter.id)["sms"].next_attempt_at
+    assert queued > dt.datetime.now(dt.UTC) + dt.timedelta(minutes=59)
+    with transaction() as s:  # as if it were due now (a retry scheduled into the quiet hours)
+        s.execute(select(Dispatch).where(Dispatch.letter_id == letter.id, Dispatch.channel == "sms")
+                  ).scalar_one().next_attempt_at = dt.datetime.now(dt.UTC)
+    output.dispatch_due()
+    row = _rows(letter.id)["sms"]
+    assert (row.state, row.attempts, row.next_attempt_at) == ("queued", 0, queued)
+    assert sms_provider.requests == []
 
 
 def _dsn(returned: bytes) -> bytes:
