@@ -128,8 +128,8 @@ class Worker:
         log = (self.dir / "unoserver.log").open("ab")
         try:
             # Its own session, so stop() can end LibreOffice too by signalling the whole group.
-            proc = self.proc = subprocess.Popen(cmd, env=env,  # noqa: S603 (our own argv) stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                                start_new_session=True)
+            proc = self.proc = subprocess.Popen(  # noqa: S603 (our own argv)
+                cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         finally:
             log.close()
         self.conversions = 0
