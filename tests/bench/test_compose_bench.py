@@ -26,10 +26,12 @@ N_SAMPLE = 50
 def pool() -> Iterator[ConverterPool]:
     """One warm worker, so both paths are measured on the same single LibreOffice."""
     p = ConverterPool(workers=1, max_queue=4, max_conversions=10_000, timeout_s=600, port_base=_free_port_base(2))
-    p.start()
-    p.convert(render_one(compile_template(io.BytesIO(OURS), blocks={}, images={"logo": LOGO}), _context(0)))  # warm-up
-    yield p
-    p.stop()
+    try:
+        p.start()
+        p.convert(render_one(compile_template(io.BytesIO(OURS), blocks={}, images={"logo": LOGO}), _context(0)))
+        yield p
+    finally:
+        p.stop()
 
 
 def test_batch_conversion_and_split_against_one_conversion_per_letter(pool, tmp_path) -> None:  # noqa: ANN001
