@@ -92,6 +92,10 @@ def prepare_letter(session: Session, *, actor: User, template: str, customer_id:
     """Check the caller may send letters and render one with the active approved template version."""
     if not can_write(actor, _letter_type(session)):
         raise deny_write(actor, "letter", None, "create letters")
+    channel = channel.strip().lower() if channel else None
+    customer = session.get(Customer, customer_id)
+    if channel and customer is not None:
+        policy.check_override(customer, channel)  # before the slow part; archive_letter checks again
     letter_id, reference = new_id(), new_reference()
     rendered = render_letter(session, actor=actor, template=template, customer_id=customer_id, data=data,
                              letter={"id": letter_id, "reference": reference})
@@ -99,7 +103,7 @@ def prepare_letter(session: Session, *, actor: User, template: str, customer_id:
     return PreparedLetter(letter_id=letter_id, reference=reference, customer_id=customer_id,
                           template_id=rendered.template.id, template_name=rendered.template.name,
                           template_version=rendered.version, category=chosen, data_sha256=rendered.data_sha256,
-                          channel=channel.strip().lower() if channel else None, docx=rendered.docx)
+                          channel=channel, docx=rendered.docx)
 
 
 def compose_letter(prepared: PreparedLetter) -> ComposedLetter:

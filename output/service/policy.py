@@ -127,17 +127,22 @@ def _default_channels(customer: Customer, category: str) -> list[str]:
     return ["print"]
 
 
+def check_override(customer: Customer, channel: str) -> None:
+    """ChannelChoiceError unless `channel` exists and can reach the customer."""
+    if channel not in channel_names():
+        raise ChannelChoiceError(f"unknown channel {channel!r}; use one of {', '.join(channel_names())}",
+                                 field="channel")
+    if (why := reachable(customer, channel)) is not None:
+        raise ChannelChoiceError(f"cannot send by {channel}: {why}", field="channel")
+
+
 def choose(session: Session, *, settings: Settings, customer: Customer, category: str, override: str | None,
            now: dt.datetime) -> list[Plan]:
     """The ledger rows for a new letter of `category` to `customer` (see the module's decisions)."""
     notes: dict[str, str] = {}
     opted_out = (customer.channel_preferences or {}).get(category) == "none" and override is None
     if override is not None:
-        if override not in channel_names():
-            raise ChannelChoiceError(f"unknown channel {override!r}; use one of {', '.join(channel_names())}",
-                                     field="channel")
-        if (why := reachable(customer, override)) is not None:
-            raise ChannelChoiceError(f"cannot send by {override}: {why}", field="channel")
+        check_override(customer, override)
         channels = [override]
     else:
         channels = _default_channels(customer, category)

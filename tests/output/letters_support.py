@@ -137,6 +137,9 @@ def printer(monkeypatch) -> str:  # noqa: ANN001
         service_missing("ipp", f"no IPP printer answers at {IPP_URI}: {exc}")
     monkeypatch.setenv("POSTROOM_IPP_PRINTER_URI", IPP_URI)
     monkeypatch.setenv("POSTROOM_DISPATCH_CHECK_INTERVAL_SECONDS", "0")
+    # ippeveprinter answers "busy" while it prints another job: retry at once, many times.
+    monkeypatch.setenv("POSTROOM_DISPATCH_BACKOFF_SECONDS", "0")
+    monkeypatch.setenv("POSTROOM_DISPATCH_MAX_ATTEMPTS", "200")
     get_settings.cache_clear()
     return IPP_URI
 

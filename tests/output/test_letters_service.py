@@ -74,7 +74,7 @@ def _pdf(account, letter: Letter) -> bytes:  # noqa: ANN001
         return b"".join(service.read_version(s, version=version))
 
 
-def _dispatch_until(predicate, rounds: int = 60) -> None:  # noqa: ANN001
+def _dispatch_until(predicate, rounds: int = 200) -> None:  # noqa: ANN001
     for _ in range(rounds):
         output.dispatch_due(limit=10)
         if predicate():
@@ -223,6 +223,23 @@ def test_a_print_letter_reaches_the_printer_and_becomes_delivered(people, templa
 
 
 @pytest.mark.ipp
+def test_a_print_job_submitted_before_a_crash_is_found_not_printed_again(people, template, printer) -> None:  # noqa: ANN001, F811
+    letter = _letter(people["author"], customer(people["admin"], "C-1"))
+    _dispatch_until(lambda: _rows(letter.id)["print"].state in ("sent", "delivered"))
+    first = _rows(letter.id)["print"].provider_ref
+    with transaction() as s:  # as if the dispatcher died after Print-Job, before recording the job
+        row = s.execute(select(Dispatch).where(Dispatch.letter_id == letter.id)).scalar_one()
+        row.state, row.provider_ref = "sending", None
+        row.lease_until = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    _dispatch_until(lambda: _rows(letter.id)["print"].state in ("sent", "delivered"))
+    with transaction(readonly=True) as s:
+        row = s.execute(select(Dispatch).where(Dispatch.letter_id == letter.id)).scalar_one()
+        events = [e.detail for e in output.ledger(s, letter_id=letter.id)[1]]
+    assert first and first.startswith("ipp://") and row.provider_ref == first
+    assert "already submitted by an earlier attempt" in events
+
+
+@pytest.mark.ipp
 def test_smtp_down_retries_then_falls_back_to_print(people, template, printer, monkeypatch) -> None:  # noqa: ANN001, F811
     monkeypatch.setenv("POSTROOM_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("POSTROOM_SMTP_PORT", str(free_port()))  # nothing listens there
@@ -232,7 +249,10 @@ def test_smtp_down_retries_then_falls_back_to_print(people, template, printer, m
     customer_id = customer(people["admin"], "C-1", email="ada@example.com",
                            channel_preferences={"statement": "email"})
     letter = _letter(people["author"], customer_id)
-    _dispatch_until(lambda: "print" in _rows(letter.id) and _rows(letter.id)["print"].state == "delivered")
+    _dispatch_until(lambda: "print" in _rows(letter.id))
+    monkeypatch.setenv("POSTROOM_DISPATCH_MAX_ATTEMPTS", "200")  # the test printer answers "busy" while printing
+    get_settings.cache_clear()
+    _dispatch_until(lambda: _rows(letter.id)["print"].state == "delivered")
     rows = _rows(letter.id)
     assert (rows["email"].state, rows["email"].attempts) == ("failed", 3)
     assert "SMTP connection failed" in rows["email"].last_error
