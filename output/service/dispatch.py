@@ -56,16 +56,21 @@ def _lock(session: Session, dispatch_id: str) -> Dispatch | None:
     return session.execute(stmt).scalar_one_or_none()
 
 
+def _due(now: dt.datetime):  # noqa: ANN202
+    return or_(and_(Dispatch.state == QUEUED, Dispatch.next_attempt_at <= now),
+               and_(Dispatch.state == SENDING, Dispatch.lease_until < now),
+               and_(Dispatch.state == SENT, Dispatch.channel.in_(POLLED), Dispatch.next_attempt_at <= now))
+
+
 def _claim(engine: Engine, settings: Settings, limit: int) -> list[tuple[str, str]]:
     now = utcnow()
     lease = dt.timedelta(seconds=settings.dispatch_lease_seconds)
+    # Look first without the write lock: an idle dispatcher must not take SQLite's one writer every poll.
+    with transaction(engine, readonly=True) as session:
+        if session.execute(select(Dispatch.id).where(_due(now)).limit(1)).first() is None:
+            return []
     with transaction(engine) as session:
-        stmt = (select(Dispatch)
-                .where(or_(and_(Dispatch.state == QUEUED, Dispatch.next_attempt_at <= now),
-                           and_(Dispatch.state == SENDING, Dispatch.lease_until < now),
-                           and_(Dispatch.state == SENT, Dispatch.channel.in_(POLLED),
-                                Dispatch.next_attempt_at <= now)))
-                .order_by(Dispatch.next_attempt_at, Dispatch.id).limit(limit))
+        stmt = select(Dispatch).where(_due(now)).order_by(Dispatch.next_attempt_at, Dispatch.id).limit(limit)
         if is_postgres(session):
             stmt = stmt.with_for_update(skip_locked=True)
         claims = []

@@ -79,8 +79,8 @@ class ComposedLetter:
 
 
 def new_reference() -> str:
-    """A human letter reference: L-YYYYMMDD-XXXXXXXX."""
-    return f"L-{utcnow():%Y%m%d}-{secrets.token_hex(4).upper()}"
+    """A human letter reference: L-YYYYMMDD-XXXXXXXXXXXX (48 random bits: no collision in a big day's batch)."""
+    return f"L-{utcnow():%Y%m%d}-{secrets.token_hex(6).upper()}"
 
 
 def _letter_type(session: Session) -> DocumentType:
