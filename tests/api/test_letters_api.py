@@ -3,6 +3,7 @@ the archived PDF byte for byte, permissions in pairs, and the tracking pixel and
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -116,6 +117,25 @@ def test_the_ledger_shows_what_the_dispatcher_did(client, people, template, smtp
     assert [(c["channel"], c["state"], c["attempts"]) for c in body["channels"]] == [("email", "sent", 1)]
     assert [e["kind"] for e in body["events"]] == ["queued", "sent"]
     assert len(smtp.messages) == 1
+
+
+@pytest.mark.smtp
+def test_the_app_dispatches_letters_on_its_own_thread(people, template, smtp, monkeypatch) -> None:  # noqa: ANN001, F811
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    monkeypatch.setenv("POSTROOM_DISPATCH_POLL_SECONDS", "0.1")
+    get_settings.cache_clear()
+    customer_id = customer(people["admin"], "C-1", email="ada@example.com")
+    with TestClient(create_app(run_worker_thread=True)) as running:
+        letter = _post(running, people["author"], customer_id, channel="email").json()
+        deadline, state = time.monotonic() + 30, "queued"
+        while time.monotonic() < deadline and state != "sent":
+            time.sleep(0.1)
+            state = running.get(f"{API}/{letter['id']}", headers=people["author"].headers).json()["channels"][0][
+                "state"]
+    assert state == "sent" and len(smtp.messages) == 1
 
 
 def test_the_open_pixel_and_signed_click_redirect_record_events(client, people, template, monkeypatch) -> None:  # noqa: ANN001
