@@ -39,6 +39,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_pair() -> int:
+    """A port P with P and P+1 free on loopback (a unoserver worker listens on both)."""
+    for _ in range(50):
+        base = free_port()
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", base))
+                b.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+    raise RuntimeError("no two free ports in a row")
+
+
 @pytest.fixture(scope="module")
 def uno_pool() -> Iterator[None]:
     """The process-wide converter pool with one warm worker on free ports, for the whole module."""
@@ -48,7 +62,7 @@ def uno_pool() -> Iterator[None]:
         service_missing("libreoffice", "/usr/bin/python3 cannot import uno (ops/libreoffice.sh)")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POSTROOM_UNO_WORKERS", "1")
-        mp.setenv("POSTROOM_UNO_PORT_BASE", str(free_port()))
+        mp.setenv("POSTROOM_UNO_PORT_BASE", str(free_port_pair()))
         reset_pool()
         get_settings.cache_clear()
         get_pool().start()
