@@ -12,6 +12,7 @@ from api.errors import install_error_handlers, problem, register_error_mapping
 from api.metrics import MetricsMiddleware
 from api.routers import audit, auth, customers, document_types, documents, health, letters, templates
 from correspondence import events as correspondence_events
+from output.compose import reset_pool
 from output.errors import PoolBusyError, ServiceUnavailableError
 from output.service import run_dispatcher
 from repository.config import get_settings
@@ -81,6 +82,10 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
                 worker.join(timeout=10)
             if dispatcher is not None:
                 dispatcher.join(timeout=10)
+            if start_worker:
+                # The serving process owns its LibreOffice workers (they run in their own sessions and would
+                # outlive it); in-process test apps share one pool across app instances instead.
+                reset_pool()
 
     app = FastAPI(title="Postroom", version="0.1.0", lifespan=lifespan,
                   description="Document repository and customer correspondence service")
