@@ -12,6 +12,7 @@ cannot exhaust the server's memory, though not its CPU time (`sandbox`). MAX_TEM
 largest template or block file, for the compiler and for check-in alike.
 """
 
+from correspondence.rendering.checks import check_condition
 from correspondence.rendering.compiler import MAX_TEMPLATE_BYTES, CompiledTemplate, compile_template, inspect_template
 from correspondence.rendering.model import (
     RESERVED,
@@ -24,7 +25,6 @@ from correspondence.rendering.model import (
     make_context,
 )
 from correspondence.rendering.render import BOOKMARK_PREFIX, customer_locale, render_many, render_one
-from correspondence.rendering.sandbox import check_condition
 
 __all__ = [
     "BOOKMARK_PREFIX", "MAX_TEMPLATE_BYTES", "RESERVED", "BatchItem", "BlockSource", "CompiledTemplate",

@@ -21,10 +21,10 @@ from jinja2 import nodes
 from lxml import etree
 
 from correspondence.errors import TemplateSyntaxError
+from correspondence.rendering.checks import condition_source
 from correspondence.rendering.docxparts import W_NS, strip_namespaces
 from correspondence.rendering.locate import node_location, plain_text, tags_in
 from correspondence.rendering.model import Rule
-from correspondence.rendering.sandbox import condition_source
 
 KINDS = ("block", "slot")
 CALL = re.compile(r"""\{\{-?\s*(block|slot)\s*\(\s*(?:'([^'\\{}<>]*)'|"([^"\\{}<>]*)")\s*\)\s*-?\}\}""")

@@ -15,10 +15,11 @@ from lxml import etree
 from correspondence.errors import RenderError, TemplateSecurityError, TemplateSyntaxError, UnknownBlockError
 from correspondence.rendering import blocks as blk
 from correspondence.rendering import docxparts as dp
+from correspondence.rendering.checks import check_condition, unsafe_access
 from correspondence.rendering.images import IMAGE_TYPES, check_named_images
 from correspondence.rendering.locate import node_location, syntax_error
 from correspondence.rendering.model import RESERVED, BlockSource, Rule, TemplateInfo
-from correspondence.rendering.sandbox import ENV, KNOWN_GLOBALS, check_condition, unsafe_access
+from correspondence.rendering.sandbox import ENV, KNOWN_GLOBALS
 from correspondence.rendering.state import rels_name
 
 MAX_TEMPLATE_BYTES = 20 * 1024 * 1024  # the largest template or block file, here and at check-in (the service's)
