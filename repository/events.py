@@ -155,13 +155,20 @@ def pending_count(session: Session) -> int:
     return session.execute(stmt).scalar_one()
 
 
-def run_worker(engine: Engine, stop: threading.Event, *, poll_seconds: float = 1.0, max_attempts: int = 10) -> None:
-    """Deliver events until `stop` is set, sleeping `poll_seconds` when there is nothing to do."""
+def poll_until_stopped(step: Callable[[], int], stop: threading.Event, *, poll_seconds: float, what: str) -> None:
+    """Run `step` (which returns how much it did) until `stop` is set, sleeping `poll_seconds` when it did
+    nothing; an exception is logged and the loop goes on (a database hiccup must not end a worker)."""
     while not stop.is_set():
         try:
-            claimed = deliver_pending(engine, max_attempts=max_attempts)
-        except Exception:  # keep the loop alive across database hiccups
-            log.exception("outbox delivery failed; retrying")
-            claimed = 0
-        if not claimed:
+            done = step()
+        except Exception:
+            log.exception("%s failed; retrying", what)
+            done = 0
+        if not done:
             stop.wait(poll_seconds)
+
+
+def run_worker(engine: Engine, stop: threading.Event, *, poll_seconds: float = 1.0, max_attempts: int = 10) -> None:
+    """Deliver events until `stop` is set, sleeping `poll_seconds` when there is nothing to do."""
+    poll_until_stopped(lambda: deliver_pending(engine, max_attempts=max_attempts), stop,
+                       poll_seconds=poll_seconds, what="outbox delivery")

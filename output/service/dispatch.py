@@ -267,11 +267,5 @@ def record_dsn(session: Session, *, raw: bytes) -> Dispatch | None:
 
 def run_dispatcher(engine: Engine, stop: threading.Event, *, poll_seconds: float = 2.0, limit: int = 20) -> None:
     """Dispatch due rows until `stop` is set, sleeping `poll_seconds` when there is nothing to do."""
-    while not stop.is_set():
-        try:
-            claimed = dispatch_due(engine, limit=limit)
-        except Exception:  # keep the loop alive across database hiccups
-            log.exception("dispatch failed; retrying")
-            claimed = 0
-        if not claimed:
-            stop.wait(poll_seconds)
+    events.poll_until_stopped(lambda: dispatch_due(engine, limit=limit), stop, poll_seconds=poll_seconds,
+                              what="dispatch")
