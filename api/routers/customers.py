@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -12,6 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser
 from api.errors import problem
+from api.etags import etag as revision_etag
+from api.etags import expected_revision
 from api.idempotency import idempotent_create
 from api.jobs import import_customer_file
 from api.uploads import read_form
@@ -20,7 +21,7 @@ from repository.access import require_role
 from repository.config import get_settings
 from repository.content import ContentStager, StagedContent
 from repository.db import transaction
-from repository.errors import ContentTooLargeError, PreconditionFailedError, UnsupportedMediaTypeError
+from repository.errors import ContentTooLargeError, UnsupportedMediaTypeError
 from repository.models import Customer, CustomerConsent, User
 from repository.schemas import (
     Address,
@@ -69,7 +70,7 @@ def _full(session: Session, c: Customer) -> CustomerOut:
 
 def etag(c: Customer) -> str:
     """The customer's entity tag: its version."""
-    return f'"{c.version}"'
+    return revision_etag(c.version)
 
 
 def _fields(body: CustomerIn | CustomerPatch, *, only_sent: bool) -> dict[str, Any]:
@@ -129,15 +130,6 @@ def get(customer_id: str, user: CurrentUser, response: Response) -> CustomerOut:
         return _full(session, customer)
 
 
-def _expected_version(if_match: str | None) -> int | None:
-    tag = if_match.strip()
-    if tag == "*":
-        return None
-    if not re.fullmatch(r'"\d{1,12}"', tag):
-        raise PreconditionFailedError(f"If-Match {tag} is not an ETag of this customer")
-    return int(tag.strip('"'))
-
-
 @router.patch("/{customer_id}", response_model=CustomerOut,
               responses={412: {"description": "changed meanwhile"}, 428: {"description": "If-Match missing"}})
 def patch(customer_id: str, body: CustomerPatch, user: CurrentUser, response: Response,
@@ -148,7 +140,7 @@ def patch(customer_id: str, body: CustomerPatch, user: CurrentUser, response: Re
         return problem(428, "Precondition required", "send If-Match with the customer's ETag (from GET) so that "
                        "nobody's change is overwritten unseen", type_="urn:postroom:problem:precondition-required",
                        instance=f"/api/v1/customers/{customer_id}")
-    expected = _expected_version(if_match)
+    expected = expected_revision(if_match, "customer")
     with transaction() as session:
         customer = service.update_customer(session, actor=user, customer_id=customer_id,
                                            changes=_fields(body, only_sent=True), expected_version=expected)

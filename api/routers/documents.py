@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser
+from api.etags import etag as revision_etag
+from api.etags import expected_revision
 from api.forms import flag_field, json_object_field
 from api.idempotency import idempotent_create
 from api.uploads import read_form
@@ -22,7 +24,7 @@ from repository import service
 from repository.config import get_settings
 from repository.content import StagedContent
 from repository.db import transaction
-from repository.errors import InvalidInputError, PreconditionFailedError
+from repository.errors import InvalidInputError
 from repository.identity import username_of
 from repository.models import Document, DocumentType, DocumentVersion, User
 from repository.schemas import CheckoutOut, DocumentOut, DocumentPatch, VersionOut
@@ -65,7 +67,7 @@ def version_out(session: Session, v: DocumentVersion) -> VersionOut:
 
 def etag(d: Document) -> str:
     """The document's entity tag: its revision."""
-    return f'"{d.revision}"'
+    return revision_etag(d.revision)
 
 
 def _parse_metadata(raw: str | None) -> dict[str, Any] | None:
@@ -146,12 +148,7 @@ def get_document(document_id: str, user: CurrentUser, response: Response) -> Doc
 def patch_document(document_id: str, body: DocumentPatch, user: CurrentUser, response: Response,
                    if_match: Annotated[str | None, Header()] = None) -> DocumentOut:
     """Change title and/or metadata; with If-Match, only if nobody changed the document meanwhile (else 412)."""
-    expected = None
-    if if_match is not None and if_match.strip() != "*":
-        tag = if_match.strip()
-        if not re.fullmatch(r'"\d{1,12}"', tag):
-            raise PreconditionFailedError(f"If-Match {tag} is not an ETag of this document")
-        expected = int(tag.strip('"'))
+    expected = expected_revision(if_match, "document")
     with transaction() as session:
         doc = service.update_document(session, actor=user, document_id=document_id, expected_revision=expected,
                                       title=body.title, metadata=body.metadata)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentUser
+from api.etags import etag, expected_revision
 from api.forms import flag_field, json_object_field
 from api.idempotency import idempotent_create
 from api.uploads import read_form
@@ -32,7 +33,7 @@ from repository import service
 from repository.config import get_settings
 from repository.content import StagedContent
 from repository.db import transaction
-from repository.errors import InvalidInputError, PreconditionFailedError
+from repository.errors import InvalidInputError
 from repository.identity import username_of
 from repository.models import User
 from repository.service.documents import lock_holder
@@ -71,19 +72,6 @@ def template_out(session: Session, t: Template, *, detail: bool = False, actor: 
             out.used_by = [TemplateRef(id=u.id, name=u.name, locale=u.locale)
                            for u in corr.used_by(session, name=t.name)]
     return out
-
-
-def _etag(t: Template) -> str:
-    return f'"{t.revision}"'
-
-
-def _revision(if_match: str | None) -> int | None:
-    if if_match is None:
-        return None
-    try:
-        return int(if_match.strip().removeprefix("W/").strip('"'))
-    except ValueError as exc:
-        raise PreconditionFailedError("If-Match must be an ETag given by this API") from exc
 
 
 def make_router(kind: str, prefix: str) -> APIRouter:
@@ -144,7 +132,7 @@ def make_router(kind: str, prefix: str) -> APIRouter:
         """One, with its versions and their approval states."""
         with transaction(readonly=True) as session:
             t = corr.get_template(session, actor=user, template_id=template_id, kind=kind)
-            response.headers["ETag"] = _etag(t)
+            response.headers["ETag"] = etag(t.revision)
             return template_out(session, t, detail=True, actor=user)
 
     @router.patch("/{template_id}", response_model=TemplateOut, response_model_by_alias=True)
@@ -154,8 +142,8 @@ def make_router(kind: str, prefix: str) -> APIRouter:
         changes = body.model_dump(exclude_unset=True, by_alias=True)
         with transaction() as session:
             t = corr.update_template(session, actor=user, template_id=template_id, kind=kind, changes=changes,
-                                     expected_revision=_revision(if_match))
-            response.headers["ETag"] = _etag(t)
+                                     expected_revision=expected_revision(if_match, "template"))
+            response.headers["ETag"] = etag(t.revision)
             return template_out(session, t, detail=True, actor=user)
 
     def _decision(action, template_id: str, user: User, body: DecisionIn | None) -> dict:  # noqa: ANN001
