@@ -4,12 +4,13 @@ and channel) and the delivery events that land on the customer's timeline."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from repository.db import Base
-from repository.types import UTCDateTime, new_id, utcnow
+from repository.types import JSONType, UTCDateTime, new_id, utcnow
 
 # Letter states.
 COMPOSED, DISPATCHING, DONE, FAILED = "composed", "dispatching", "done", "failed"
@@ -17,6 +18,10 @@ COMPOSED, DISPATCHING, DONE, FAILED = "composed", "dispatching", "done", "failed
 QUEUED, SENDING, SENT, DELIVERED = "queued", "sending", "sent", "delivered"
 BOUNCED, SUPPRESSED = "bounced", "suppressed"
 FINAL_STATES = (DELIVERED, FAILED, BOUNCED, SUPPRESSED)
+# Batch states; a batch row is pending, done (it has its letter) or failed (with its error).
+BATCH_QUEUED, BATCH_RUNNING, BATCH_COMPLETED, BATCH_FAILED, BATCH_CANCELLED = (
+    "queued", "running", "completed", "failed", "cancelled")
+ROW_PENDING, ROW_DONE, ROW_FAILED = "pending", "done", "failed"
 # Delivery event kinds.
 OPENED, CLICKED = "opened", "clicked"
 
@@ -25,7 +30,8 @@ class Letter(Base):
     """One composed letter to one customer: what produced it, where its archived PDF is, and its overall state."""
 
     __tablename__ = "letters"
-    __table_args__ = (Index("ix_letters_customer_created", "customer_id", "created_at"),)
+    __table_args__ = (Index("ix_letters_customer_created", "customer_id", "created_at"),
+                      Index("uq_letters_batch_row", "batch_id", "batch_row", unique=True))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     reference: Mapped[str] = mapped_column(String(40), unique=True)
@@ -39,6 +45,7 @@ class Letter(Base):
     pages: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default=COMPOSED)
     batch_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    batch_row: Mapped[int | None] = mapped_column(Integer)  # with batch_id: unique, so a row makes one letter
     created_by: Mapped[str] = mapped_column(ForeignKey("users.id", name="fk_letters_created_by"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -85,3 +92,50 @@ class DeliveryEvent(Base):
     kind: Mapped[str] = mapped_column(String(20))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class LetterBatch(Base):
+    """A batch of letters from one template version: its rows, progress and the runner's lease."""
+
+    __tablename__ = "letter_batches"
+    __table_args__ = (Index("ix_letter_batches_status", "status", "lease_until"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    template_id: Mapped[str] = mapped_column(ForeignKey("correspondence_templates.id",
+                                                        name="fk_letter_batches_template"))
+    template_name: Mapped[str] = mapped_column(String(100))
+    template_version: Mapped[str] = mapped_column(String(20))  # pinned when the batch is created
+    category: Mapped[str | None] = mapped_column(String(50))
+    channel: Mapped[str | None] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=BATCH_QUEUED)
+    source_name: Mapped[str] = mapped_column(String(255), default="")
+    source_sha256: Mapped[str] = mapped_column(String(64), default="")
+    rows_total: Mapped[int] = mapped_column(Integer, default=0)
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    rows_failed: Mapped[int] = mapped_column(Integer, default=0)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    runs: Mapped[int] = mapped_column(Integer, default=0)  # how many times a runner took it (resumes after crashes)
+    lease_owner: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id", name="fk_letter_batches_created_by"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LetterBatchRow(Base):
+    """One input row of a batch: whom it is for, its data, and the letter it made or why it failed."""
+
+    __tablename__ = "letter_batch_rows"
+    __table_args__ = (Index("ix_letter_batch_rows_state", "batch_id", "state", "row_no"),)
+
+    batch_id: Mapped[str] = mapped_column(ForeignKey("letter_batches.id", name="fk_letter_batch_rows_batch"),
+                                          primary_key=True)
+    row_no: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1-based, as in the input file
+    customer_ref: Mapped[str] = mapped_column(String(200))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    state: Mapped[str] = mapped_column(String(20), default=ROW_PENDING)
+    letter_id: Mapped[str | None] = mapped_column(String(36))
+    error: Mapped[str | None] = mapped_column(Text)
