@@ -66,6 +66,14 @@ def emit(session: Session, name: str, payload: dict[str, Any]) -> None:
                               "attempts": 0})
 
 
+def emit_many(session: Session, items: list[tuple[str, dict[str, Any]]]) -> None:
+    """Write many (name, payload) events in the caller's transaction with one insert."""
+    if items:
+        now = utcnow()
+        session.execute(_APPEND, [{"name": name, "payload": payload, "created_at": now, "available_at": now,
+                                   "attempts": 0} for name, payload in items])
+
+
 def subscribe(event: str, name: str, handler: Handler) -> None:
     """Register a handler for an event under a stable subscriber name (used to mark deliveries)."""
     subs = _subscribers.setdefault(event, [])

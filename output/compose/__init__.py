@@ -7,7 +7,7 @@ bytes vs paths), `_worker` (one unoserver process), `metadata`, `validate`, `spl
 
 from output.compose.metadata import POSTROOM_NS, read_metadata, set_metadata
 from output.compose.pool import ConverterPool, get_pool, reset_pool
-from output.compose.split import SplitLetter, split_letters
+from output.compose.split import LetterMetadata, SplitLetter, split_letters
 from output.compose.validate import PdfaReport, find_verapdf, validate_pdfa
 from output.errors import (
     ComposeError,
@@ -18,7 +18,7 @@ from output.errors import (
 )
 
 __all__ = [
-    "POSTROOM_NS", "ComposeError", "ConversionError", "ConverterPool", "PdfaReport", "PoolBusyError",
+    "POSTROOM_NS", "ComposeError", "ConversionError", "ConverterPool", "LetterMetadata", "PdfaReport", "PoolBusyError",
     "ServiceUnavailableError", "SplitLetter", "UnconvertibleDocumentError", "find_verapdf", "get_pool",
     "read_metadata", "reset_pool", "set_metadata", "split_letters", "validate_pdfa",
 ]

@@ -1,12 +1,17 @@
 """Postroom's document metadata in a PDF: XMP (dc:title plus a postroom namespace) and the Info dictionary.
 
-pikepdf's `open_metadata` keeps XMP and Info in step and leaves the pdfaid part/conformance LibreOffice wrote
-untouched. PDF/A requires every custom XMP namespace to be described by a pdfaExtension schema in the same
-packet, so that description is added when the file claims PDF/A; without it the letter would stop validating.
+The XMP packet is rebuilt from the one LibreOffice wrote (its pdfaid part/conformance, producer and dates kept)
+with one more rdf:Description holding dc:title and the postroom fields, and the Info dictionary gets the same
+title, so the two agree as PDF/A requires. PDF/A also requires every custom XMP namespace to be described by a
+pdfaExtension schema in the same packet, so that description is added when the file claims PDF/A; without it
+the letter would stop validating. The base packet is parsed once per batch (`apply_metadata` is called for
+every letter split from it), which is what makes stamping a few hundred letters cheap.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import io
 
 import pikepdf
@@ -21,8 +26,83 @@ _FIELDS = {"letterId": "The letter's id", "template": "The template's name",
            "templateVersion": "The template's version", "extra": "Further key=value pairs, one a line"}
 _INFO_KEYS = {"letterId": "/PostroomLetterId", "template": "/PostroomTemplate",
               "templateVersion": "/PostroomTemplateVersion"}
+_DC = "http://purl.org/dc/elements/1.1/"
+_PDFAID = "http://www.aiim.org/pdfa/ns/id/"
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+_EMPTY = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"/>'
+          b"</x:xmpmeta>")
+_PARSER = etree.XMLParser(remove_blank_text=False, resolve_entities=False, no_network=True)
 
 pikepdf.models.PdfMetadata.register_xml_namespace(POSTROOM_NS, POSTROOM_PREFIX)
+
+
+@functools.lru_cache(maxsize=8)
+def _base(packet: bytes) -> tuple[etree._Element, bool]:
+    """The parsed XMP of a batch (or of one PDF) without any dc:title, and whether it claims PDF/A."""
+    body = packet.strip()
+    if body.startswith(b"<?xpacket"):
+        body = body[body.index(b"?>") + 2:]
+    end = body.rfind(b"<?xpacket")
+    if end >= 0:
+        body = body[:end]
+    try:
+        root = etree.fromstring(body.strip() or _EMPTY, _PARSER)
+    except etree.XMLSyntaxError as exc:
+        raise ComposeError(f"the PDF's XMP metadata is not well-formed: {exc}") from exc
+    if root.tag != "{adobe:ns:meta/}xmpmeta":  # a bare rdf:RDF packet
+        wrapper = etree.fromstring(_EMPTY, _PARSER)
+        wrapper.remove(wrapper[0])
+        wrapper.append(root)
+        root = wrapper
+    rdf = root.find(f"{{{XMP_NS_RDF}}}RDF")
+    if rdf is None:
+        raise ComposeError("the PDF's XMP has no rdf:RDF element")
+    for title in rdf.iter(f"{{{_DC}}}title"):
+        title.getparent().remove(title)
+    pdfa = any(el.text for el in rdf.iter(f"{{{_PDFAID}}}part")) or any(
+        desc.get(f"{{{_PDFAID}}}part") for desc in rdf.iter(f"{{{XMP_NS_RDF}}}Description"))
+    return root, pdfa
+
+
+def letter_xmp(base: bytes, *, title: str, values: dict[str, str]) -> bytes:
+    """An XMP packet: the base packet's content plus dc:title and the postroom fields (and, for PDF/A, the
+    pdfaExtension description of the postroom namespace)."""
+    template, pdfa = _base(base)
+    root = copy.deepcopy(template)
+    rdf = root.find(f"{{{XMP_NS_RDF}}}RDF")
+    desc = etree.SubElement(rdf, f"{{{XMP_NS_RDF}}}Description", nsmap={"dc": _DC, POSTROOM_PREFIX: POSTROOM_NS})
+    desc.set(f"{{{XMP_NS_RDF}}}about", "")
+    alt = etree.SubElement(etree.SubElement(desc, f"{{{_DC}}}title"), f"{{{XMP_NS_RDF}}}Alt")
+    item = etree.SubElement(alt, f"{{{XMP_NS_RDF}}}li")
+    item.set(_XML_LANG, "x-default")
+    item.text = title
+    for name, value in values.items():
+        etree.SubElement(desc, f"{{{POSTROOM_NS}}}{name}").text = value
+    if pdfa:
+        _describe_namespace(rdf)
+    body = etree.tostring(root, encoding="utf-8")
+    # The packet wrapper lets XMP-aware tools update it in place; PDF/A allows (and LibreOffice writes) it.
+    return b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body + b'\n<?xpacket end="w"?>'
+
+
+def apply_metadata(doc: pikepdf.Pdf, *, base: bytes, letter_id: str, template: str, template_version: str,
+                   title: str, extra: dict[str, str] | None = None) -> None:
+    """Write the letter's XMP packet (built from `base`, the source's packet) and Info entries into `doc`."""
+    values = {"letterId": letter_id, "template": template, "templateVersion": template_version}
+    if extra:
+        values["extra"] = "\n".join(f"{k}={v}" for k, v in sorted(extra.items()))
+    packet = letter_xmp(base, title=title, values=values)
+    stream = pikepdf.Stream(doc, packet)
+    stream.Type, stream.Subtype = pikepdf.Name.Metadata, pikepdf.Name.XML
+    doc.Root.Metadata = doc.make_indirect(stream)
+    doc.docinfo["/Title"] = title
+    for name, key in _INFO_KEYS.items():
+        doc.docinfo[key] = values[name]
+
+
+def xmp_of(doc: pikepdf.Pdf) -> bytes:
+    """The raw XMP packet of a PDF, or b"" when it has none."""
+    return doc.Root.Metadata.read_bytes() if "/Metadata" in doc.Root else b""
 
 
 def set_metadata(pdf: bytes, *, letter_id: str, template: str, template_version: str, title: str,
@@ -32,21 +112,11 @@ def set_metadata(pdf: bytes, *, letter_id: str, template: str, template_version:
         doc = pikepdf.open(io.BytesIO(pdf))
     except pikepdf.PdfError as exc:
         raise ComposeError(f"not a readable PDF: {exc}") from exc
-    values = {"letterId": letter_id, "template": template, "templateVersion": template_version}
-    if extra:
-        values["extra"] = "\n".join(f"{k}={v}" for k, v in sorted(extra.items()))
     with doc:
-        with doc.open_metadata(set_pikepdf_as_editor=False) as meta:
-            meta["dc:title"] = title
-            for name, value in values.items():
-                meta[f"{{{POSTROOM_NS}}}{name}"] = value
-            is_pdfa = bool(meta.pdfa_status)
-        for name, key in _INFO_KEYS.items():
-            doc.docinfo[key] = values[name]
-        if is_pdfa:
-            _describe_namespace(doc)
+        apply_metadata(doc, base=xmp_of(doc), letter_id=letter_id, template=template,
+                       template_version=template_version, title=title, extra=extra)
         out = io.BytesIO()
-        doc.save(out)
+        doc.save(out, fix_metadata_version=False)
     return out.getvalue()
 
 
@@ -60,17 +130,8 @@ def read_metadata(pdf: bytes) -> dict[str, str]:
     return found
 
 
-def _describe_namespace(doc: pikepdf.Pdf) -> None:
-    """Add the pdfaExtension schema describing the postroom namespace to the XMP packet (once)."""
-    stream = doc.Root.Metadata
-    raw = stream.read_bytes()
-    if POSTROOM_NS.encode() in raw and XMP_NS_PDFA_SCHEMA.encode() in raw and b"letterId</pdfaProperty" in raw:
-        return
-    parser = etree.XMLParser(remove_blank_text=False, resolve_entities=False, no_network=True)
-    tree = etree.ElementTree(etree.fromstring(raw, parser))
-    rdf = tree.getroot().find(f".//{{{XMP_NS_RDF}}}RDF")
-    if rdf is None:
-        raise ComposeError("the PDF's XMP has no rdf:RDF element")
+def _describe_namespace(rdf: etree._Element) -> None:
+    """Add the pdfaExtension schema describing the postroom namespace to the packet's rdf:RDF."""
     desc = etree.SubElement(rdf, f"{{{XMP_NS_RDF}}}Description",
                             nsmap={"pdfaExtension": XMP_NS_PDFA_EXTENSION, "pdfaSchema": XMP_NS_PDFA_SCHEMA,
                                    "pdfaProperty": XMP_NS_PDFA_PROPERTY})
@@ -89,7 +150,3 @@ def _describe_namespace(doc: pikepdf.Pdf) -> None:
         etree.SubElement(prop, f"{{{XMP_NS_PDFA_PROPERTY}}}valueType").text = "Text"
         etree.SubElement(prop, f"{{{XMP_NS_PDFA_PROPERTY}}}category").text = "external"
         etree.SubElement(prop, f"{{{XMP_NS_PDFA_PROPERTY}}}description").text = description
-    body = etree.tostring(tree.getroot(), encoding="utf-8")
-    # The packet wrapper lets XMP-aware tools update it in place; PDF/A allows (and LibreOffice writes) it.
-    stream.write(b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body
-                 + b'\n<?xpacket end="w"?>')

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pikepdf
 
+from output.compose.metadata import apply_metadata, xmp_of
 from output.errors import ComposeError
 
 _DEST = re.compile(r"^/?postroom(?:_|5F|#5F)letter(?:_|5F|#5F)(\d+)$", re.IGNORECASE)
@@ -71,13 +73,28 @@ def _page_numbers(doc: pikepdf.Pdf, count: int) -> list[int]:
     return starts
 
 
-def _part(src: pikepdf.Pdf, first: int, last: int) -> bytes:
+@dataclass(frozen=True)
+class LetterMetadata:
+    """What goes into one split letter's XMP and Info dictionary."""
+
+    letter_id: str
+    template: str
+    template_version: str
+    title: str
+    extra: dict[str, str] | None = None
+
+
+def _part(src: pikepdf.Pdf, first: int, last: int, metadata: LetterMetadata | None, base_xmp: bytes) -> bytes:
     dst = pikepdf.new()
     dst.pages.extend(src.pages[first:last])
-    for key in ("/Metadata", "/OutputIntents"):
-        if key in src.Root:
-            obj = src.Root[key]
-            dst.Root[key] = dst.copy_foreign(obj if obj.is_indirect else src.make_indirect(obj))
+    if "/OutputIntents" in src.Root:
+        obj = src.Root.OutputIntents
+        dst.Root.OutputIntents = dst.copy_foreign(obj if obj.is_indirect else src.make_indirect(obj))
+    if metadata is not None:
+        apply_metadata(dst, base=base_xmp, letter_id=metadata.letter_id, template=metadata.template,
+                       template_version=metadata.template_version, title=metadata.title, extra=metadata.extra)
+    elif "/Metadata" in src.Root:
+        dst.Root.Metadata = dst.copy_foreign(src.Root.Metadata)
     if "/Lang" in src.Root:
         dst.Root.Lang = pikepdf.String(str(src.Root.Lang))
     for page in dst.pages:
@@ -85,15 +102,19 @@ def _part(src: pikepdf.Pdf, first: int, last: int) -> bytes:
         if "/StructParents" in page.obj:
             del page.obj["/StructParents"]
     out = io.BytesIO()
-    dst.save(out, deterministic_id=True, min_version=src.pdf_version)
+    # The XMP already names the right PDF version (the batch's); pikepdf's fix-up would parse it again.
+    dst.save(out, deterministic_id=True, min_version=src.pdf_version, fix_metadata_version=False)
     return out.getvalue()
 
 
-def split_letters(pdf: Path | bytes, *, count: int) -> list[SplitLetter]:
-    """One PDF per letter of a batch PDF, found by its postroom_letter_<i> destinations; ComposeError if one
-    letter's start is missing or out of order."""
+def split_letters(pdf: Path | bytes, *, count: int,
+                  metadata: Sequence[LetterMetadata] | None = None) -> list[SplitLetter]:
+    """One PDF per letter of a batch PDF, found by its postroom_letter_<i> destinations (each stamped with its
+    metadata when given); ComposeError if one letter's start is missing or out of order."""
     if count < 1:
         raise ComposeError("a batch has at least one letter")
+    if metadata is not None and len(metadata) != count:
+        raise ValueError("one metadata entry per letter")
     try:
         src = pikepdf.open(pdf if isinstance(pdf, Path) else io.BytesIO(pdf))
     except pikepdf.PdfError as exc:
@@ -101,5 +122,6 @@ def split_letters(pdf: Path | bytes, *, count: int) -> list[SplitLetter]:
     with src:
         starts = _page_numbers(src, count)
         ends = [*starts[1:], len(src.pages)]
-        return [SplitLetter(index=i, pdf=_part(src, a, b), pages=b - a)
+        base = xmp_of(src)
+        return [SplitLetter(index=i, pdf=_part(src, a, b, metadata[i] if metadata else None, base), pages=b - a)
                 for i, (a, b) in enumerate(zip(starts, ends, strict=True))]

@@ -1,5 +1,6 @@
 """The repository's service functions: keyword-only, session first, never committing."""
 
+from repository.service.bulk import NewDocument, create_documents
 from repository.service.checkout import cancel_checkout, checkin, checkout, prepare_upload
 from repository.service.customers import (
     ImportReport,
@@ -47,6 +48,7 @@ from repository.service.working_copy import (
 )
 
 __all__ = [
+    "NewDocument", "create_documents",
     "ImportReport",
     "Page",
     "WorkingCopy",

@@ -111,9 +111,7 @@ def create_document(
 ) -> Document:
     """Store a new document with its first version, 1.0."""
     runtime = get_runtime()
-    title = (title or "").strip()
-    if not title or len(title) > 500:
-        raise InvalidInputError("title must be 1-500 characters")
+    title = check_title(title)
     metadata = check_metadata(metadata if metadata is not None else {})
     document_id = content.document_id or new_id()
     # Inspect and store the content before the first statement: on SQLite that statement takes the write lock,
@@ -128,8 +126,7 @@ def create_document(
                 raise deny_write(actor, "document_type", doc_type.id, f"create documents of type {document_type!r}")
             if customer_id is not None and session.get(Customer, customer_id) is None:
                 raise InvalidInputError(f"customer {customer_id} does not exist", field="customer_id")
-            _check_allowed(doc_type, media_type)
-            validators.validate(session, _candidate(doc_type, None, media_type, content))
+            check_new_content(session, doc_type, None, media_type, content)
         document = Document(id=document_id, title=title, document_type_id=doc_type.id, customer_id=customer_id,
                             meta=metadata, created_by=actor.id)
         session.add(document)
@@ -146,6 +143,21 @@ def create_document(
     events.emit(session, events.DOCUMENT_CREATED, {"document_id": document.id, "version": version.label,
                                                    "document_type": document_type, "customer_id": customer_id})
     return document
+
+
+def check_title(title: str | None) -> str:
+    """The title, stripped; InvalidInputError unless it has 1-500 characters."""
+    title = (title or "").strip()
+    if not title or len(title) > 500:
+        raise InvalidInputError("title must be 1-500 characters")
+    return title
+
+
+def check_new_content(session: Session, doc_type: DocumentType, document_id: str | None, media_type: str,
+                      content: StagedContent) -> None:
+    """Refuse content the document type does not accept, by media type and by the type's validators."""
+    _check_allowed(doc_type, media_type)
+    validators.validate(session, _candidate(doc_type, document_id, media_type, content))
 
 
 def _check_allowed(doc_type: DocumentType, media_type: str) -> None:
@@ -181,8 +193,7 @@ def add_version(
     runtime = get_runtime()
     media_type = detect_media_type(content, runtime.archive_limits)
     doc_type = _doc_type(session, document)
-    _check_allowed(doc_type, media_type)
-    validators.validate(session, _candidate(doc_type, document.id, media_type, content))
+    check_new_content(session, doc_type, document.id, media_type, content)
     new = (document.current_major + 1, 0) if major else (document.current_major, document.current_minor + 1)
     key = vault.store_content(session, runtime, document_id=document.id, staged=content)
     version = _new_version(document, actor, content, media_type, key, *new, comment)
