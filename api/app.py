@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from api import dav
 from api.errors import install_error_handlers, problem, register_error_mapping
 from api.metrics import MetricsMiddleware
-from api.routers import audit, auth, customers, document_types, documents, health, letters, templates
+from api.routers import audit, auth, customers, document_types, documents, health, letters, reports, templates, webhooks
 from correspondence import events as correspondence_events
 from output.compose import reset_pool
 from output.errors import PoolBusyError, ServiceUnavailableError
@@ -96,6 +96,8 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     app.include_router(templates.blocks_router)
     app.include_router(letters.router)
     app.include_router(letters.tracking_router)
+    app.include_router(reports.router)
+    app.include_router(webhooks.router)  # provider callbacks: HMAC-signed, no bearer token
     app.mount(dav.MOUNT, dav.create_dav_asgi())  # WebDAV: edit documents and templates in place
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware)

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     sms_from: str = "Postroom"
     sms_timeout_seconds: float = 10.0
     sms_webhook_secret: SecretStr = SecretStr("")
+    email_webhook_secret: SecretStr = SecretStr("")  # bounces posted to /api/v1/webhooks/email/bounces
     ipp_printer_uri: str | None = None
     ipp_timeout_seconds: float = 30.0
     tracking_secret: SecretStr = SecretStr("")

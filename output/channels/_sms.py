@@ -23,6 +23,7 @@ from output.channels.base import (
     SendResult,
     failed,
 )
+from output.channels.signatures import secret_bytes
 
 # GSM 03.38: the basic set costs one septet, the extension set two; anything else forces UCS-2.
 _GSM_BASIC = set(
@@ -183,12 +184,21 @@ def parse_receipt(body: bytes | str, signature: str | None, secret: SecretStr | 
     if not given or not hmac.compare_digest(given.removeprefix("sha256=").lower(),
                                             receipt_signature(raw, secret).removeprefix("sha256=")):
         raise InvalidSignatureError("SMS receipt signature does not match")
+    return read_receipt(raw)
+
+
+def read_receipt(raw: bytes) -> Receipt:
+    """The receipt in a JSON body whose signature was already checked; ValueError when it is not one."""
     try:
         data = json.loads(raw)
-        provider_ref = str(data["id"])
-        state = str(data["status"]).lower()
-    except (ValueError, KeyError, TypeError) as exc:
+        provider_ref, state = data["id"], data["status"]
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise ValueError("SMS receipt is not a JSON object with id and status") from exc
+    if isinstance(provider_ref, bool) or not isinstance(provider_ref, str | int) or not isinstance(state, str):
+        raise ValueError("SMS receipt id must be a string or number and status a string")
+    provider_ref, state = str(provider_ref), state.lower()
+    if not provider_ref.strip():
+        raise ValueError("SMS receipt id is empty")
     reference = data.get("reference")
     detail = str(data.get("error") or data.get("detail") or state)
     return Receipt(provider_ref=provider_ref, reference=str(reference) if reference is not None else None,
@@ -196,8 +206,4 @@ def parse_receipt(body: bytes | str, signature: str | None, secret: SecretStr | 
 
 
 def _secret(secret: SecretStr | str | bytes) -> bytes:
-    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    key = value.encode() if isinstance(value, str) else value
-    if not key:
-        raise ValueError("a webhook secret is required (POSTROOM_SMS_WEBHOOK_SECRET)")
-    return key
+    return secret_bytes(secret, "POSTROOM_SMS_WEBHOOK_SECRET")

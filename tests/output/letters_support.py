@@ -158,12 +158,13 @@ def printer(monkeypatch) -> str:  # noqa: ANN001
     return IPP_URI
 
 
-def approved_template(author, approver, name: str = "statement", category: str = "statement") -> str:  # noqa: ANN001
-    """Create, submit and approve a template; its id."""
+def approved_template(author, approver, name: str = "statement", category: str = "statement",  # noqa: ANN001
+                      body: list[str] | None = None) -> str:
+    """Create, submit and approve a template (paragraphs `body`, by default a one-page statement); its id."""
     correspondence_events.register()
     with transaction() as s:
         t = corr.create_template(s, actor=author.user, kind="template", name=name, locale="en-GB",
-                                 content=staged(make_docx(BODY), f"{name}.docx"), category=category,
+                                 content=staged(make_docx(body or BODY), f"{name}.docx"), category=category,
                                  schema=SCHEMA, sample_data={"balance": 1})
         template_id = t.id
     with transaction() as s:
