@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     dispatch_check_give_up_hours: float = 24.0
     run_dispatcher_in_serve: bool = True
     public_base_url: str = "http://localhost:8000"  # where tracking links and the portal are reached
+    # Customer portal accounts (repository/portal_identity.py): invitations, tokens, lockout after failed logins.
+    portal_activation_hours: float = 72.0  # how long an invitation's activation code stays valid
+    portal_token_lifetime_minutes: int = 30
+    portal_max_failed_logins: int = 5  # failed logins in a row that lock the account ...
+    portal_lockout_minutes: float = 15.0  # ... for this long
 
     @property
     def resolved_database_url(self) -> str:
