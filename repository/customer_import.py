@@ -11,20 +11,16 @@ object with the fields of the API (`address` as an object, or its parts flat).
 
 from __future__ import annotations
 
-import codecs
-import csv
-import itertools
-import json
 import re
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
-from repository.errors import InvalidInputError, UnsupportedMediaTypeError
+from repository import record_file
+from repository.errors import InvalidInputError
+from repository.record_file import RecordFile
 from repository.service.customers import KEEP_REJECTIONS, MalformedRow
 
 CHUNK = 500
-MAX_LINE = 1024 * 1024
-HEAD = 64 * 1024
 PLAIN_COLUMNS = ("external_ref", "name", "salutation", "title", "city", "region", "postcode", "country", "email",
                  "mobile", "locale", "paperless")
 ADDRESS_PARTS = {"lines": "address_lines", "city": "city", "region": "region", "postcode": "postcode",
@@ -33,124 +29,19 @@ ADDRESS_PARTS = {"lines": "address_lines", "city": "city", "region": "region", "
 READ_ONLY = {"id", "version", "created_at", "updated_at", "consents", "address_undeliverable",
              "undeliverable_reason", "undeliverable_at"}
 _ADDRESS_LINE = re.compile(r"^address_line([1-4])$")
-_MEDIA_TYPES = {"text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "jsonl",
-                "application/jsonl": "jsonl", "application/x-jsonlines": "jsonl", "application/json-lines": "jsonl",
-                "application/json": "jsonl"}
 
 
 def _bad_row(message: str, field: str = "", external_ref: str | None = None) -> MalformedRow:
     return MalformedRow([{"field": field, "message": message}], external_ref)
 
 
-def detect_format(head: bytes, *, filename: str | None = None, media_type: str | None = None) -> str:
-    """"csv" or "jsonl": from the file name, else the media type, else the first character."""
-    name = (filename or "").lower()
-    if name.endswith(".csv"):
-        return "csv"
-    if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
-    declared = (media_type or "").split(";")[0].strip().lower()
-    if declared in _MEDIA_TYPES:
-        return _MEDIA_TYPES[declared]
-    return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
+class CustomerFile(RecordFile):
+    """A CSV or JSON Lines file of customers (the columns above), read row by row."""
 
+    key_column = "external_ref"
 
-def check_text(head: bytes) -> None:
-    """UnsupportedMediaTypeError unless the first bytes look like UTF-8 text (no NUL, valid UTF-8)."""
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise UnsupportedMediaTypeError("the file is UTF-16; save it as UTF-8 CSV or JSON Lines")
-    if b"\x00" in head:
-        raise UnsupportedMediaTypeError("the file is not CSV or JSON Lines text: it contains binary data")
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-    except UnicodeDecodeError as exc:
-        raise UnsupportedMediaTypeError(f"the file is not UTF-8 text (bad byte at offset {exc.start}); save it "
-                                        "as UTF-8 CSV or JSON Lines") from exc
-
-
-class CustomerFile:
-    """A CSV or JSON Lines file of customers, read row by row; the constructor checks that it is text and reads
-    the CSV header (InvalidInputError / UnsupportedMediaTypeError before any row is imported)."""
-
-    def __init__(self, stream: BinaryIO, *, fmt: str | None = None, filename: str | None = None,
-                 media_type: str | None = None) -> None:
-        self.stream = stream
-        self.bytes_read = 0
-        head = stream.read(HEAD)
-        stream.seek(0)
-        if not head.strip(b"\xef\xbb\xbf \t\r\n"):
-            raise InvalidInputError("the file is empty", field="file")
-        check_text(head)
-        if fmt is not None and fmt not in ("csv", "jsonl"):
-            raise InvalidInputError(f"unknown format {fmt!r}; use csv or jsonl", field="format")
-        self.format = fmt or detect_format(head, filename=filename, media_type=media_type)
-        self._lines = self._physical_lines()
-        self._bad: dict[int, str] = {}
-        self._line = 0
-        if self.format == "csv":
-            self._csv = csv.reader(self._text_lines())
-            self._end = 0
-            self._header = self._read_header()
-
-    def _physical_lines(self) -> Iterator[tuple[int, bytes | None]]:
-        """(line number, bytes), with None for a line longer than MAX_LINE (skipped without keeping it)."""
-        for lineno in itertools.count(1):
-            raw = self.stream.readline(MAX_LINE + 1)
-            if not raw:
-                return
-            self.bytes_read += len(raw)
-            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
-                while (more := self.stream.readline(MAX_LINE)) and not more.endswith(b"\n"):
-                    self.bytes_read += len(more)
-                self.bytes_read += len(more)
-                yield lineno, None
-                continue
-            yield lineno, raw[3:] if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else raw
-
-    def _decode(self, lineno: int, raw: bytes | None) -> str | None:
-        if raw is None:
-            self._bad[lineno] = f"the line is longer than {MAX_LINE} bytes"
-            return None
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            self._bad[lineno] = "the line is not UTF-8 text"
-            return None
-
-    def _text_lines(self) -> Iterator[str]:
-        for lineno, raw in self._lines:
-            self._line = lineno
-            text = self._decode(lineno, raw)
-            # A placeholder keeps the CSV structure; the record it ends up in is rejected.
-            yield text if text is not None else "\n"
-
-    def _next_record(self) -> tuple[int, list[str] | None, str | None] | None:
-        """(first line, cells or None, problem) for the next non-blank CSV record; None at the end."""
-        while True:
-            start = self._end + 1
-            try:
-                cells = next(self._csv)
-                problem = None
-            except StopIteration:
-                return None
-            except csv.Error as exc:
-                cells, problem = None, f"the line is not valid CSV: {exc}"
-            self._end = self._csv.line_num
-            bad = [line for line in self._bad if line <= self._end]
-            if bad:
-                problem = problem or self._bad[bad[0]]
-                for line in bad:
-                    del self._bad[line]
-            if cells == [] and problem is None:
-                continue
-            return start, cells, problem
-
-    def _read_header(self) -> list[str]:
-        record = self._next_record()
-        if record is None or record[1] is None:
-            raise InvalidInputError(f"the CSV header row cannot be read: {record[2] if record else 'no rows'}",
-                                    field="file")
-        columns = [c.strip().lower() for c in record[1]]
+    def check_header(self, columns: list[str]) -> None:
+        """Only customer columns, and an external_ref among them."""
         unknown = [c for c in columns if not (c in PLAIN_COLUMNS or _ADDRESS_LINE.match(c)
                                               or re.match(r"^(pref|segment)\.\S+$", c))]
         if unknown:
@@ -158,51 +49,20 @@ class CustomerFile:
                 f"unknown CSV column(s) {', '.join(repr(c) for c in unknown)}; columns are "
                 f"{', '.join(PLAIN_COLUMNS)}, address_line1..address_line4, pref.<category>, segment.<key>",
                 field="file")
-        twice = sorted({c for c in columns if columns.count(c) > 1})
-        if twice:
-            raise InvalidInputError(f"CSV column(s) named twice: {', '.join(twice)}", field="file")
         if "external_ref" not in columns:
             raise InvalidInputError("the CSV header has no external_ref column", field="file")
-        return columns
 
-    def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line number, fields) for every row; a row that cannot be read is a MalformedRow with its errors."""
-        return self._csv_rows() if self.format == "csv" else self._jsonl_rows()
+    def csv_fields(self, header: list[str], cells: list[str]) -> dict[str, Any]:
+        """A customer's fields from a CSV record."""
+        return _csv_fields(header, cells)
 
-    def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        header = self._header
-        ref_at = header.index("external_ref")
-        while (record := self._next_record()) is not None:
-            line, cells, problem = record
-            ref = cells[ref_at].strip() or None if cells and len(cells) > ref_at else None
-            if problem is not None:
-                yield line, _bad_row(problem, external_ref=ref)
-            elif len(cells) != len(header):
-                yield line, _bad_row(f"the row has {len(cells)} fields; the header has {len(header)}",
-                                     external_ref=ref)
-            else:
-                yield line, _csv_fields(header, cells)
+    def json_fields(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """A customer's fields from a JSON Lines record."""
+        return _json_fields(obj)
 
-    def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        for lineno, raw in self._lines:
-            text = self._decode(lineno, raw)
-            if text is None:
-                yield lineno, _bad_row(self._bad.pop(lineno))
-                continue
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield lineno, _bad_row(f"the line is not valid JSON: {exc.msg} at column {exc.colno}")
-                continue
-            except (ValueError, RecursionError) as exc:
-                yield lineno, _bad_row(f"the line is not acceptable JSON: {type(exc).__name__}")
-                continue
-            if not isinstance(obj, dict):
-                yield lineno, _bad_row("the line must be a JSON object")
-                continue
-            yield lineno, _json_fields(obj)
+    def bad_row(self, message: str, key: str | None = None) -> dict[str, Any]:
+        """A MalformedRow the import reports as rejected."""
+        return _bad_row(message, external_ref=key)
 
 
 def _csv_fields(header: list[str], cells: list[str]) -> dict[str, Any]:
@@ -246,7 +106,7 @@ def _json_fields(obj: dict[str, Any]) -> dict[str, Any]:
 
 def chunks(source: CustomerFile, size: int = CHUNK) -> Iterator[list[tuple[int, dict[str, Any]]]]:
     """The file's rows in lists of at most `size` (1..KEEP_REJECTIONS), for a caller that commits each one."""
-    size = min(max(size, 1), KEEP_REJECTIONS)
-    rows = source.rows()
-    while chunk := list(itertools.islice(rows, size)):
-        yield chunk
+    return record_file.chunks(source, min(max(size, 1), KEEP_REJECTIONS))
+
+
+__all__ = ["CHUNK", "CustomerFile", "chunks"]

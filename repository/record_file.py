@@ -1,0 +1,200 @@
+"""Reading CSV (with a header row) and JSON Lines files record by record, in bounded memory: `RecordFile`
+reads one row at a time and `chunks` hands them out in lists, so a file of any length works. Customer imports
+(repository.customer_import) and letter batches (output) build on it."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import itertools
+import json
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from repository.errors import InvalidInputError, UnsupportedMediaTypeError
+
+MAX_LINE = 1024 * 1024
+HEAD = 64 * 1024
+_MEDIA_TYPES = {"text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "jsonl",
+                "application/jsonl": "jsonl", "application/x-jsonlines": "jsonl", "application/json-lines": "jsonl",
+                "application/json": "jsonl"}
+
+
+def detect_format(head: bytes, *, filename: str | None = None, media_type: str | None = None) -> str:
+    """"csv" or "jsonl": from the file name, else the media type, else the first character."""
+    name = (filename or "").lower()
+    if name.endswith(".csv"):
+        return "csv"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    declared = (media_type or "").split(";")[0].strip().lower()
+    if declared in _MEDIA_TYPES:
+        return _MEDIA_TYPES[declared]
+    return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
+
+
+def check_text(head: bytes) -> None:
+    """UnsupportedMediaTypeError unless the first bytes look like UTF-8 text (no NUL, valid UTF-8)."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise UnsupportedMediaTypeError("the file is UTF-16; save it as UTF-8 CSV or JSON Lines")
+    if b"\x00" in head:
+        raise UnsupportedMediaTypeError("the file is not CSV or JSON Lines text: it contains binary data")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError as exc:
+        raise UnsupportedMediaTypeError(f"the file is not UTF-8 text (bad byte at offset {exc.start}); save it "
+                                        "as UTF-8 CSV or JSON Lines") from exc
+
+
+class RecordFile:
+    """A CSV (with a header row) or JSON Lines file read record by record; the constructor checks that it is text
+    and reads the CSV header (InvalidInputError / UnsupportedMediaTypeError before any row is used). Subclasses
+    say which columns are allowed (`check_header`), how a record becomes fields (`csv_fields`, `json_fields`)
+    and how an unreadable row is reported (`bad_row`)."""
+
+    key_column = ""  # the column naming a row in error reports
+
+    def __init__(self, stream: BinaryIO, *, fmt: str | None = None, filename: str | None = None,
+                 media_type: str | None = None) -> None:
+        self.stream = stream
+        self.bytes_read = 0
+        head = stream.read(HEAD)
+        stream.seek(0)
+        if not head.strip(b"\xef\xbb\xbf \t\r\n"):
+            raise InvalidInputError("the file is empty", field="file")
+        check_text(head)
+        if fmt is not None and fmt not in ("csv", "jsonl"):
+            raise InvalidInputError(f"unknown format {fmt!r}; use csv or jsonl", field="format")
+        self.format = fmt or detect_format(head, filename=filename, media_type=media_type)
+        self._lines = self._physical_lines()
+        self._bad: dict[int, str] = {}
+        self._line = 0
+        if self.format == "csv":
+            self._csv = csv.reader(self._text_lines())
+            self._end = 0
+            self._header = self._read_header()
+
+    def _physical_lines(self) -> Iterator[tuple[int, bytes | None]]:
+        """(line number, bytes), with None for a line longer than MAX_LINE (skipped without keeping it)."""
+        for lineno in itertools.count(1):
+            raw = self.stream.readline(MAX_LINE + 1)
+            if not raw:
+                return
+            self.bytes_read += len(raw)
+            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+                while (more := self.stream.readline(MAX_LINE)) and not more.endswith(b"\n"):
+                    self.bytes_read += len(more)
+                self.bytes_read += len(more)
+                yield lineno, None
+                continue
+            yield lineno, raw[3:] if lineno == 1 and raw.startswith(codecs.BOM_UTF8) else raw
+
+    def _decode(self, lineno: int, raw: bytes | None) -> str | None:
+        if raw is None:
+            self._bad[lineno] = f"the line is longer than {MAX_LINE} bytes"
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._bad[lineno] = "the line is not UTF-8 text"
+            return None
+
+    def _text_lines(self) -> Iterator[str]:
+        for lineno, raw in self._lines:
+            self._line = lineno
+            text = self._decode(lineno, raw)
+            # A placeholder keeps the CSV structure; the record it ends up in is rejected.
+            yield text if text is not None else "\n"
+
+    def _next_record(self) -> tuple[int, list[str] | None, str | None] | None:
+        """(first line, cells or None, problem) for the next non-blank CSV record; None at the end."""
+        while True:
+            start = self._end + 1
+            try:
+                cells = next(self._csv)
+                problem = None
+            except StopIteration:
+                return None
+            except csv.Error as exc:
+                cells, problem = None, f"the line is not valid CSV: {exc}"
+            self._end = self._csv.line_num
+            bad = [line for line in self._bad if line <= self._end]
+            if bad:
+                problem = problem or self._bad[bad[0]]
+                for line in bad:
+                    del self._bad[line]
+            if cells == [] and problem is None:
+                continue
+            return start, cells, problem
+
+    def _read_header(self) -> list[str]:
+        record = self._next_record()
+        if record is None or record[1] is None:
+            raise InvalidInputError(f"the CSV header row cannot be read: {record[2] if record else 'no rows'}",
+                                    field="file")
+        columns = [c.strip().lower() for c in record[1]]
+        twice = sorted({c for c in columns if columns.count(c) > 1})
+        if twice:
+            raise InvalidInputError(f"CSV column(s) named twice: {', '.join(twice)}", field="file")
+        self.check_header(columns)
+        return columns
+
+    def check_header(self, columns: list[str]) -> None:
+        """InvalidInputError when the CSV header is not acceptable."""
+
+    def csv_fields(self, header: list[str], cells: list[str]) -> dict[str, Any]:
+        """The fields of one CSV record."""
+        return dict(zip(header, (c.strip() for c in cells), strict=True))
+
+    def json_fields(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """The fields of one JSON Lines record."""
+        return obj
+
+    def bad_row(self, message: str, key: str | None = None) -> dict[str, Any]:
+        """What `rows` yields for a row that cannot be read."""
+        raise NotImplementedError
+
+    def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(line number, fields) for every row; a row that cannot be read is a MalformedRow with its errors."""
+        return self._csv_rows() if self.format == "csv" else self._jsonl_rows()
+
+    def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        header = self._header
+        ref_at = header.index(self.key_column) if self.key_column in header else -1
+        while (record := self._next_record()) is not None:
+            line, cells, problem = record
+            ref = cells[ref_at].strip() or None if cells and ref_at >= 0 and len(cells) > ref_at else None
+            if problem is not None:
+                yield line, self.bad_row(problem, ref)
+            elif len(cells) != len(header):
+                yield line, self.bad_row(f"the row has {len(cells)} fields; the header has {len(header)}", ref)
+            else:
+                yield line, self.csv_fields(header, cells)
+
+    def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        for lineno, raw in self._lines:
+            text = self._decode(lineno, raw)
+            if text is None:
+                yield lineno, self.bad_row(self._bad.pop(lineno))
+                continue
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield lineno, self.bad_row(f"the line is not valid JSON: {exc.msg} at column {exc.colno}")
+                continue
+            except (ValueError, RecursionError) as exc:
+                yield lineno, self.bad_row(f"the line is not acceptable JSON: {type(exc).__name__}")
+                continue
+            if not isinstance(obj, dict):
+                yield lineno, self.bad_row("the line must be a JSON object")
+                continue
+            yield lineno, self.json_fields(obj)
+
+
+def chunks(source: RecordFile, size: int) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    """The file's rows in lists of at most `size` (at least 1), for a caller that commits each one."""
+    rows = source.rows()
+    while chunk := list(itertools.islice(rows, max(size, 1))):
+        yield chunk
