@@ -12,6 +12,7 @@ from api.errors import install_error_handlers, problem, register_error_mapping
 from api.metrics import MetricsMiddleware
 from api.routers import audit, auth, customers, document_types, documents, health, letters, reports, templates, webhooks
 from api.routers import portal as portal_routes
+from api.routers import print_runs as print_run_routes
 from correspondence import events as correspondence_events
 from output.compose import reset_pool
 from output.errors import PoolBusyError, ServiceUnavailableError
@@ -97,6 +98,7 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     app.include_router(templates.blocks_router)
     app.include_router(letters.router)
     app.include_router(letters.tracking_router)
+    app.include_router(print_run_routes.router)  # print house runs (admin)
     app.include_router(portal_routes.router)  # customer portal accounts and inbox
     app.include_router(reports.router)
     app.include_router(webhooks.router)  # provider callbacks: HMAC-signed, no bearer token

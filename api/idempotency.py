@@ -14,6 +14,19 @@ from repository.db import transaction
 from repository.models import User
 
 
+def replay(user: User, key: str, request: tuple[Any, ...],
+           headers: Callable[[dict], dict[str, str]] | None = None) -> JSONResponse | None:
+    """The stored answer to this key and request, replayed; None when the key is new (409 if it was used for
+    another request). Call it before slow work that a replay must not repeat."""
+    with transaction(readonly=True) as session:
+        found = idempotency.lookup(session, actor_id=user.id, key=key, request_hash=idempotency.fingerprint(*request))
+    if found is None:
+        return None
+    extra = headers(found.response_body) if headers else {}
+    return JSONResponse(found.response_body, status_code=found.status_code,
+                        headers={"Idempotent-Replayed": "true", **extra})
+
+
 def idempotent_create(
     user: User,
     key: str | None,
@@ -24,20 +37,8 @@ def idempotent_create(
 ) -> JSONResponse:
     """Run `make` in a transaction, or replay the stored answer if this key already did the same request."""
     request_hash = idempotency.fingerprint(*request)
-
-    def _replay() -> JSONResponse | None:
-        with transaction(readonly=True) as session:
-            found = idempotency.lookup(session, actor_id=user.id, key=key, request_hash=request_hash)
-        if found is None:
-            return None
-        extra = headers(found.response_body) if headers else {}
-        return JSONResponse(found.response_body, status_code=found.status_code,
-                            headers={"Idempotent-Replayed": "true", **extra})
-
-    if key is not None:
-        replay = _replay()
-        if replay is not None:
-            return replay
+    if key is not None and (answer := replay(user, key, request, headers)) is not None:
+        return answer
     try:
         with transaction() as session:
             body = make(session)
@@ -46,7 +47,7 @@ def idempotent_create(
                                  status_code=status_code, body=body)
     except SQLIntegrityError:
         # A concurrent request with the same key committed first: answer as it did.
-        if key is not None and (replay := _replay()) is not None:
-            return replay
+        if key is not None and (answer := replay(user, key, request, headers)) is not None:
+            return answer
         raise
     return JSONResponse(body, status_code=status_code, headers=headers(body) if headers else None)

@@ -12,7 +12,10 @@ DISPATCH_RETRY = "letter.retry_scheduled"
 DISPATCH_FALLBACK = "letter.fallback_queued"
 LETTER_OPENED = "letter.opened"
 LETTER_CLICKED = "letter.clicked"
+DISPATCH_DAMAGED = "letter.damaged"  # the print house's inserter damaged the piece: it is printed again
+PRINT_RUN_CREATED = "print_run.created"
+PRINT_RESULTS_IMPORTED = "print_run.results_imported"
 
 BY_KIND = {"sent": DISPATCH_SENT, "delivered": DISPATCH_DELIVERED, "failed": DISPATCH_FAILED,
            "bounced": DISPATCH_BOUNCED, "suppressed": DISPATCH_SUPPRESSED, "opened": LETTER_OPENED,
-           "clicked": LETTER_CLICKED}
+           "clicked": LETTER_CLICKED, "damaged": DISPATCH_DAMAGED}

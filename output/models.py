@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from repository.db import Base
@@ -139,3 +139,58 @@ class LetterBatchRow(Base):
     state: Mapped[str] = mapped_column(String(20), default=ROW_PENDING)
     letter_id: Mapped[str | None] = mapped_column(String(36))
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# Print house (service/print_house/): a run's states, and a mailpiece's.
+RUN_AWAITING_RESULTS, RUN_COMPLETED = "awaiting_results", "completed"
+PIECE_PRINTED, PIECE_DELIVERED, PIECE_DAMAGED = "printed", "delivered", "damaged"
+
+
+class PrintRun(Base):
+    """One print file for the print house: its merged PDF and CSV manifest (repository documents) and counts."""
+
+    __tablename__ = "print_runs"
+    __table_args__ = (Index("ix_print_runs_created", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    status: Mapped[str] = mapped_column(String(20), default=RUN_AWAITING_RESULTS)
+    scheduled_on: Mapped[dt.date | None] = mapped_column(Date, unique=True)  # the day of a scheduled run: one a day
+    duplex: Mapped[bool] = mapped_column(Boolean)
+    pieces: Mapped[int] = mapped_column(Integer)
+    pages: Mapped[int] = mapped_column(Integer)  # pages in the file, blank backs included
+    sheets: Mapped[int] = mapped_column(Integer)
+    delivered: Mapped[int] = mapped_column(Integer, default=0)
+    damaged: Mapped[int] = mapped_column(Integer, default=0)
+    file_document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", name="fk_print_runs_file"))
+    manifest_document_id: Mapped[str] = mapped_column(ForeignKey("documents.id", name="fk_print_runs_manifest"))
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id", name="fk_print_runs_created_by"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PrintPiece(Base):
+    """One mailpiece of a run: a letter's print ledger row, where it lies in the file, and the inserter's result."""
+
+    __tablename__ = "print_pieces"
+    __table_args__ = (
+        UniqueConstraint("run_id", "seq", name="uq_print_pieces_run_seq"),
+        UniqueConstraint("run_id", "dispatch_id", name="uq_print_pieces_run_dispatch"),  # once per run
+        Index("ix_print_pieces_dispatch", "dispatch_id"),
+        Index("ix_print_pieces_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    run_id: Mapped[str] = mapped_column(ForeignKey("print_runs.id", name="fk_print_pieces_run"))
+    seq: Mapped[int] = mapped_column(Integer)  # 1..n in presort order
+    dispatch_id: Mapped[str] = mapped_column(ForeignKey("dispatches.id", name="fk_print_pieces_dispatch"))
+    letter_id: Mapped[str] = mapped_column(ForeignKey("letters.id", name="fk_print_pieces_letter"))
+    status: Mapped[str] = mapped_column(String(20), default=PIECE_PRINTED)
+    pages: Mapped[int] = mapped_column(Integer)
+    sheets: Mapped[int] = mapped_column(Integer)
+    first_page: Mapped[int] = mapped_column(Integer)  # 1-based, in the run's file
+    # A damaged piece is printed again once: unique, so two runs can never both take it.
+    reprint_of: Mapped[str | None] = mapped_column(ForeignKey("print_pieces.id", name="fk_print_pieces_reprint_of"),
+                                                   unique=True)
+    note: Mapped[str | None] = mapped_column(Text)
+    result_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     email_webhook_secret: SecretStr = SecretStr("")  # bounces posted to /api/v1/webhooks/email/bounces
     ipp_printer_uri: str | None = None
     ipp_timeout_seconds: float = 30.0
+    # Print route (output/service/print_house/): `device` prints each letter by IPP; `house` leaves print rows to
+    # the print runs (one merged PDF and a CSV manifest for a print house).
+    print_route: Literal["device", "house"] = "device"
+    print_duplex: bool = True  # the print house prints both sides: a piece has ceil(pages / 2) sheets
+    print_run_at: str = Field("", pattern=r"^(|([01]\d|2[0-3]):[0-5]\d)$")  # HH:MM UTC of the daily run; "" none
+    print_run_as: str = "admin"  # the staff user a scheduled run is made by
     tracking_secret: SecretStr = SecretStr("")
     # Letters and dispatch (output/service/): channel choice, contact policy, retries and fallback.
     paper_categories: str = "regulatory"  # comma-separated categories that always go to print

@@ -16,12 +16,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentUser
-from api.idempotency import idempotent_create
+from api.idempotency import idempotent_create, replay
 from output import service as output
 from output.channels import InvalidSignatureError
 from output.models import CLICKED, OPENED
 from output.schemas import LetterIn, LetterOut, letter_out
-from repository import idempotency, service
+from repository import service
 from repository.config import get_settings
 from repository.db import transaction
 from repository.errors import NotFoundError
@@ -42,14 +42,9 @@ def create(body: LetterIn, user: CurrentUser,
            idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
     """Render with the active approved template, compose a PDF/A, archive it, queue dispatch; 201."""
     request = ("POST", "/letters", body.model_dump())
-    if idempotency_key is not None:
-        # A replay must not compose again: look before the slow part (idempotent_create looks again after).
-        with transaction(readonly=True) as session:
-            found = idempotency.lookup(session, actor_id=user.id, key=idempotency_key,
-                                       request_hash=idempotency.fingerprint(*request))
-        if found is not None:
-            return JSONResponse(found.response_body, status_code=found.status_code,
-                                headers={"Idempotent-Replayed": "true", **_location(found.response_body)})
+    # A replay must not compose again: look before the slow part (idempotent_create looks again after).
+    if idempotency_key is not None and (answer := replay(user, idempotency_key, request, _location)) is not None:
+        return answer
     with transaction(readonly=True) as session:
         prepared = output.prepare_letter(session, actor=user, template=body.template, customer_id=body.customer_id,
                                          data=body.data, category=body.category, channel=body.channel)

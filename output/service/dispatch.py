@@ -56,10 +56,13 @@ def _lock(session: Session, dispatch_id: str) -> Dispatch | None:
     return session.execute(stmt).scalar_one_or_none()
 
 
-def _due(now: dt.datetime):  # noqa: ANN202
-    return or_(and_(Dispatch.state == QUEUED, Dispatch.next_attempt_at <= now),
-               and_(Dispatch.state == SENDING, Dispatch.lease_until < now),
-               and_(Dispatch.state == SENT, Dispatch.channel.in_(POLLED), Dispatch.next_attempt_at <= now))
+def _due(now: dt.datetime, settings: Settings):  # noqa: ANN202
+    due = or_(and_(Dispatch.state == QUEUED, Dispatch.next_attempt_at <= now),
+              and_(Dispatch.state == SENDING, Dispatch.lease_until < now),
+              and_(Dispatch.state == SENT, Dispatch.channel.in_(POLLED), Dispatch.next_attempt_at <= now))
+    if settings.print_route == "house":  # print rows wait for the print run (service/print_house/)
+        due = and_(due, Dispatch.channel != "print")
+    return due
 
 
 def _claim(engine: Engine, settings: Settings, limit: int) -> list[tuple[str, str]]:
@@ -67,10 +70,10 @@ def _claim(engine: Engine, settings: Settings, limit: int) -> list[tuple[str, st
     lease = dt.timedelta(seconds=settings.dispatch_lease_seconds)
     # Look first without the write lock: an idle dispatcher must not take SQLite's one writer every poll.
     with transaction(engine, readonly=True) as session:
-        if session.execute(select(Dispatch.id).where(_due(now)).limit(1)).first() is None:
+        if session.execute(select(Dispatch.id).where(_due(now, settings)).limit(1)).first() is None:
             return []
     with transaction(engine) as session:
-        stmt = select(Dispatch).where(_due(now)).order_by(Dispatch.next_attempt_at, Dispatch.id).limit(limit)
+        stmt = select(Dispatch).where(_due(now, settings)).order_by(Dispatch.next_attempt_at, Dispatch.id).limit(limit)
         if is_postgres(session):
             stmt = stmt.with_for_update(skip_locked=True)
         claims = []
@@ -267,5 +270,8 @@ def record_dsn(session: Session, *, raw: bytes) -> Dispatch | None:
 
 def run_dispatcher(engine: Engine, stop: threading.Event, *, poll_seconds: float = 2.0, limit: int = 20) -> None:
     """Dispatch due rows until `stop` is set, sleeping `poll_seconds` when there is nothing to do."""
-    events.poll_until_stopped(lambda: dispatch_due(engine, limit=limit), stop, poll_seconds=poll_seconds,
-                              what="dispatch")
+    from output.service.print_house import DailyRun  # imported here: print_house builds on this package
+
+    daily = DailyRun(engine)  # the day's print run at POSTROOM_PRINT_RUN_AT, with POSTROOM_PRINT_ROUTE=house
+    events.poll_until_stopped(lambda: dispatch_due(engine, limit=limit) + daily.poll(), stop,
+                              poll_seconds=poll_seconds, what="dispatch")
