@@ -6,8 +6,8 @@ Decisions:
   never by loading rows.
 - A group is one (template, channel, ledger state); a letter sent on two channels counts in both groups, so the
   totals (letters, pages) come from the letters alone.
-- Sheets are paper: only print rows have them. ceil(pages / 2) per letter when POSTROOM_PRINT_DUPLEX is true,
-  else one sheet per page; while that setting does not exist, sheets equal pages.
+- Sheets are paper: only print rows have them. ceil(pages / 2) per letter when POSTROOM_PRINT_DUPLEX is true
+  (the default, as the print house prints), else one sheet per page.
 - Who may read it: admins, auditors and authors (require_role: others get 403, as for the audit trail).
 """
 
@@ -107,7 +107,7 @@ def production_report(session: Session, *, actor: User, settings: Settings, star
     """Letters, pages and sheets by template, channel and state for letters created in [start, end), and the
     failures with their reasons (see the module's decisions)."""
     check_reader(actor)
-    duplex = bool(getattr(settings, "print_duplex", False))  # the print-house setting, once it exists
+    duplex = settings.print_duplex
     in_period = (Letter.created_at >= start, Letter.created_at < end)
     per_letter = (Letter.pages + 1) // 2 if duplex else Letter.pages
     sheets = func.sum(case((Dispatch.channel == "print", per_letter), else_=0))
