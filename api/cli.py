@@ -297,5 +297,65 @@ def customers_import(
         raise typer.Exit(1)
 
 
+print_app = typer.Typer(help="Print house runs.", no_args_is_help=True)
+app.add_typer(print_app, name="print-run")
+
+
+def _staff(username: str, code: int = 1):  # noqa: ANN202
+    from sqlalchemy import select
+
+    from repository.models import User
+
+    with transaction(readonly=True) as session:
+        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
+        if user is None:
+            _fail(f"there is no user {username!r}; pass --as USERNAME", code)
+        session.expunge(user)
+    return user
+
+
+@print_app.command("create")
+def print_run_create(
+    as_user: Annotated[str, typer.Option("--as", help="the staff user (admin) to make the run as")] = "admin",
+) -> None:
+    """Print every queued print letter and damaged piece awaiting reprint now: one PDF and a CSV manifest. Prints
+    the run id and its counts; exit 3 when there is nothing to print."""
+    from output.service import print_house
+    from repository.types import utcnow
+
+    user = _staff(as_user)
+    try:
+        run = print_house.make_run(get_engine(), actor=user, now=utcnow())
+    except print_house.NothingToPrintError as exc:
+        console.print(exc.detail)
+        raise typer.Exit(3) from None
+    except RepositoryError as exc:
+        _fail(exc.detail)
+    typer.echo(f"{run.id}\t{run.pieces} pieces\t{run.sheets} sheets\t{run.pages} pages")
+
+
+@print_app.command("import-results")
+def print_run_import_results(
+    run_id: str,
+    file: Path,
+    as_user: Annotated[str, typer.Option("--as", help="the staff user (admin) to import as")] = "admin",
+) -> None:
+    """Apply the inserter's result FILE (CSV: piece_seq or letter_id, status delivered|damaged, note) to run
+    RUN_ID, all or nothing; exit 1 naming the bad lines."""
+    from output.service import print_house
+
+    if not file.is_file():
+        _fail(f"{file} is not a file")
+    user = _staff(as_user)
+    try:
+        with transaction() as session, file.open("rb") as stream:
+            report = print_house.import_results(session, actor=user, run_id=run_id, stream=stream)
+    except RepositoryError as exc:
+        for error in exc.extra.get("errors", [])[1:]:
+            console.print(f"  [yellow]line {error['line']}[/yellow] {error['message']}")
+        _fail(exc.detail)
+    console.print(f"delivered {report.delivered}, damaged {report.damaged}, unchanged {report.unchanged}")
+
+
 if __name__ == "__main__":
     app()

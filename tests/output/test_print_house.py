@@ -8,6 +8,9 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
+import subprocess
+import sys
 
 import pikepdf
 import pypdfium2
@@ -314,3 +317,26 @@ def test_print_runs_are_for_admins_only(client, people, template) -> None:  # no
     assert client.get(f"/api/v1/documents/{run['manifest_document_id']}/content",
                       headers=admin.headers).status_code == 200
     assert _results(client, admin, run["id"], "seq,status\n1,delivered\n").status_code == 200
+
+
+def test_the_cli_makes_a_run_and_imports_results(client, people, template, tmp_path) -> None:  # noqa: ANN001
+    letter = _letter(people, "C-1")
+
+    def postroom(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "api.cli", *args, "--as", "root"], env=dict(os.environ),
+                              capture_output=True, text=True, timeout=120)
+
+    made = postroom("print-run", "create")
+    assert made.returncode == 0, made.stderr
+    run_id, pieces = made.stdout.split("\t")[:2]
+    assert pieces == "1 pieces" and _row(letter.id).provider_ref == f"{run_id}:1"
+    nothing = postroom("print-run", "create")
+    assert nothing.returncode == 3 and "nothing to print" in nothing.stderr
+    results = tmp_path / "results.csv"
+    results.write_text("seq,status\n1,lost\n")
+    refused = postroom("print-run", "import-results", run_id, str(results))
+    assert refused.returncode == 1 and "line 2" in refused.stderr and _row(letter.id).state == "sent"
+    results.write_text("seq,status\n1,delivered\n")
+    applied = postroom("print-run", "import-results", run_id, str(results))
+    assert applied.returncode == 0, applied.stderr
+    assert _row(letter.id).state == "delivered"

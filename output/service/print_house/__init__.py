@@ -19,10 +19,10 @@ from output.service.print_house.runs import (
     plan_run,
     record_run,
 )
-from output.service.print_house.schedule import DailyRun, run_scheduled
+from output.service.print_house.jobs import DailyRun, make_run, run_scheduled
 
 __all__ = [
     "BuiltRun", "DailyRun", "NothingToPrintError", "PrintResultConflictError", "PrintResultsError",
     "PrintRunConflictError", "PrintRunNotFoundError", "ResultReport", "RunPlan", "build_run", "check_access",
-    "create_run", "get_run", "import_results", "list_runs", "plan_run", "record_run", "run_scheduled",
+    "create_run", "get_run", "import_results", "list_runs", "make_run", "plan_run", "record_run", "run_scheduled",
 ]

@@ -1,4 +1,5 @@
-"""The daily print run: at POSTROOM_PRINT_RUN_AT (HH:MM, UTC) the dispatcher loop makes the day's run.
+"""Print runs as jobs that commit: one made now (`make_run`, for the CLI), and the daily run the dispatcher loop
+makes at POSTROOM_PRINT_RUN_AT (HH:MM, UTC).
 
 Decisions:
 - One scheduled run a day: the run records its day (`scheduled_on`, unique), so several dispatcher processes
@@ -36,6 +37,19 @@ def _run_at(settings: Settings) -> dt.time | None:
     return dt.time(int(hours), int(minutes), tzinfo=dt.UTC)
 
 
+def make_run(engine: Engine, *, actor: User, now: dt.datetime, scheduled_on: dt.date | None = None,
+             settings: Settings | None = None) -> PrintRun:
+    """Plan and build a run in a read-only transaction, then record it in a write transaction of its own (a job:
+    it commits); NothingToPrintError when there is nothing to print."""
+    with transaction(engine, readonly=True) as session:
+        built = build_run(session, plan=plan_run(session, actor=actor, now=now, settings=settings), settings=settings)
+    try:
+        with transaction(engine) as session:
+            return record_run(session, actor=actor, built=built, scheduled_on=scheduled_on)
+    finally:
+        built.release()
+
+
 def run_scheduled(engine: Engine, *, settings: Settings, now: dt.datetime) -> int:
     """Make today's run if it is due and not made yet; how many pieces it printed (0 when none was made)."""
     at = _run_at(settings)
@@ -51,18 +65,12 @@ def run_scheduled(engine: Engine, *, settings: Settings, now: dt.datetime) -> in
             log.warning("no daily print run: POSTROOM_PRINT_RUN_AS names no active user (%r)", settings.print_run_as)
             return 0
         session.expunge(actor)
-        try:
-            built = build_run(session, plan=plan_run(session, actor=actor, now=now, settings=settings),
-                              settings=settings)
-        except NothingToPrintError:
-            return 0
     try:
-        with transaction(engine) as session:
-            pieces = record_run(session, actor=actor, built=built, scheduled_on=day).pieces
+        pieces = make_run(engine, actor=actor, now=now, scheduled_on=day, settings=settings).pieces
+    except NothingToPrintError:
+        return 0
     except IntegrityError:  # another process made the day's run first
         return 0
-    finally:
-        built.release()
     log.info("daily print run of %s: %d pieces", day, pieces)
     return pieces
 
