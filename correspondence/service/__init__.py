@@ -1,5 +1,6 @@
 """Correspondence authoring: the functions other code calls (keyword-only, session first, never committing)."""
 
+from correspondence.service.batch import BatchRenderer, Variant, batch_renderer, pin_versions
 from correspondence.service.render import (
     RenderedLetter,
     build_context,
@@ -31,9 +32,12 @@ from correspondence.service.workflow import (
 )
 
 __all__ = [
+    "BatchRenderer",
     "RenderedLetter",
+    "Variant",
     "VersionState",
     "approve",
+    "batch_renderer",
     "build_context",
     "compiled_for",
     "create_template",
@@ -45,6 +49,7 @@ __all__ = [
     "list_templates",
     "list_version_states",
     "normalise_locale",
+    "pin_versions",
     "preview",
     "reject",
     "render_letter",

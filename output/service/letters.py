@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import io
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pikepdf
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from correspondence.service import render_letter
@@ -46,7 +47,7 @@ from repository.config import get_settings
 from repository.content import stage_stream
 from repository.errors import NotFoundError
 from repository.models import Customer, Document, DocumentType, User
-from repository.service import create_document, get_type
+from repository.service import NewDocument, create_documents, get_type
 from repository.types import new_id, utcnow
 
 LETTER_TYPE = "letter"
@@ -122,52 +123,87 @@ def archive_letter(session: Session, *, actor: User, composed: ComposedLetter,
                    batch_id: str | None = None) -> Letter:
     """Store the PDF as the customer's `letter` document, write the letter and its ledger rows, emit
     `letter.created`."""
-    p = composed.prepared
+    (letter_id,) = archive_letters(session, actor=actor, composed=[composed], batch_id=batch_id)
+    return session.get(Letter, letter_id)
+
+
+def archive_letters(session: Session, *, actor: User, composed: Sequence[ComposedLetter],
+                    batch_id: str | None = None, batch_rows: Sequence[int] | None = None) -> list[str]:
+    """Archive many composed letters in the caller's transaction: each PDF becomes the customer's `letter`
+    document (`create_documents`, in bulk), with its letter row, ledger rows, delivery events, audit row and
+    `letter.created` event; returns the letter ids. `batch_rows` ties each letter to its batch row (unique)."""
+    if not composed:
+        return []
     settings = get_settings()
     now = utcnow()
+    wanted = sorted({c.prepared.customer_id for c in composed})
     # Locked, so two letters to one customer count each other against the marketing cap (PostgreSQL; SQLite's
     # writing transaction holds the database's write lock anyway).
-    customer = session.execute(select(Customer).where(Customer.id == p.customer_id).with_for_update()
-                               .execution_options(populate_existing=True)).scalar_one_or_none()
-    if customer is None:
-        raise NotFoundError(f"customer {p.customer_id} not found")
-    plans = policy.choose(session, settings=settings, customer=customer, category=p.category, override=p.channel,
-                          now=now)
-    channels = [plan.channel for plan in plans]
-    staged = stage_stream(iter([composed.pdf]), max_bytes=max(settings.max_upload_bytes, len(composed.pdf)),
-                          tmp_dir=settings.tmp_dir, filename=f"{p.reference}.pdf")
-    metadata = {"letter_id": p.letter_id, "reference": p.reference, "template_id": p.template_id,
-                "template_name": p.template_name, "template_version": p.template_version,
-                "data_sha256": p.data_sha256, "batch_id": batch_id, "channels": channels, "category": p.category,
-                "pages": composed.pages}
-    document = create_document(session, actor=actor, title=f"Letter {p.reference} ({p.template_name})",
-                               document_type=LETTER_TYPE, content=staged, customer_id=p.customer_id,
-                               metadata=metadata, comment="archived as composed")
-    session.flush()
-    letter = Letter(id=p.letter_id, reference=p.reference, customer_id=p.customer_id, template_id=p.template_id,
-                    template_name=p.template_name, template_version=p.template_version, category=p.category,
-                    data_sha256=p.data_sha256, document_id=document.id, pages=composed.pages, status=COMPOSED,
-                    batch_id=batch_id, created_by=actor.id, created_at=now, updated_at=now)
-    session.add(letter)
-    session.flush()
-    for plan in plans:
-        row = Dispatch(id=new_id(), letter_id=letter.id, channel=plan.channel,
-                       idempotency_key=f"{letter.id}:{plan.channel}", state=plan.state, attempts=0,
-                       next_attempt_at=plan.next_attempt_at if plan.state == QUEUED else None, reason=plan.reason,
-                       created_at=now, updated_at=now)
-        session.add(row)
-        session.flush()
-        add_event(session, row, letter, plan.state, plan.reason or "")
-    refresh_status(session, letter)
-    audit.record(session, actor=actor.username, action=names.LETTER_CREATED, object_type="letter",
-                 object_id=letter.id, details={"reference": letter.reference, "customer_id": letter.customer_id,
-                                               "template": letter.template_name,
-                                               "template_version": letter.template_version,
-                                               "document_id": document.id, "channels": channels})
-    events.emit(session, names.LETTER_CREATED, {"letter_id": letter.id, "customer_id": letter.customer_id,
-                                                "document_id": document.id, "channels": channels,
-                                                "category": letter.category})
-    return letter
+    customers = {c.id: c for c in session.execute(select(Customer).where(Customer.id.in_(wanted)).with_for_update()
+                                                  .execution_options(populate_existing=True)).scalars()}
+    plans: list[list[policy.Plan]] = []
+    counted: dict[str, int] = {}  # marketing letters to each customer earlier in this call (not yet inserted)
+    for item in composed:
+        customer = customers.get(item.prepared.customer_id)
+        if customer is None:
+            raise NotFoundError(f"customer {item.prepared.customer_id} not found")
+        chosen = policy.choose(session, settings=settings, customer=customer, category=item.prepared.category,
+                               override=item.prepared.channel, now=now, pending=counted.get(customer.id, 0))
+        if policy.counts_against_cap(settings, item.prepared.category, chosen):
+            counted[customer.id] = counted.get(customer.id, 0) + 1
+        plans.append(chosen)
+    documents = create_documents(session, actor=actor, document_type=LETTER_TYPE, items=[
+        NewDocument(title=f"Letter {c.prepared.reference} ({c.prepared.template_name})",
+                    content=stage_stream(iter([c.pdf]), max_bytes=max(settings.max_upload_bytes, len(c.pdf)),
+                                         tmp_dir=settings.tmp_dir, filename=f"{c.prepared.reference}.pdf"),
+                    customer_id=c.prepared.customer_id, metadata=_archive_metadata(c, [p.channel for p in plan],
+                                                                                    batch_id),
+                    comment="archived as composed")
+        for c, plan in zip(composed, plans, strict=True)])
+    letters, dispatches, delivered, news, trail = [], [], [], [], []
+    for index, (item, plan, document_id) in enumerate(zip(composed, plans, documents, strict=True)):
+        p = item.prepared
+        channels = [row.channel for row in plan]
+        letters.append({"id": p.letter_id, "reference": p.reference, "customer_id": p.customer_id,
+                        "template_id": p.template_id, "template_name": p.template_name,
+                        "template_version": p.template_version, "category": p.category,
+                        "data_sha256": p.data_sha256, "document_id": document_id, "pages": item.pages,
+                        "status": status_of([(r.channel, r.state, 0) for r in plan]), "batch_id": batch_id,
+                        "batch_row": batch_rows[index] if batch_rows is not None else None,
+                        "created_by": actor.id, "created_at": now, "updated_at": now})
+        for row in plan:
+            dispatch_id = new_id()
+            dispatches.append({"id": dispatch_id, "letter_id": p.letter_id, "channel": row.channel,
+                               "idempotency_key": f"{p.letter_id}:{row.channel}", "state": row.state, "attempts": 0,
+                               "next_attempt_at": row.next_attempt_at if row.state == QUEUED else None,
+                               "reason": row.reason, "created_at": now, "updated_at": now})
+            delivered.append({"dispatch_id": dispatch_id, "letter_id": p.letter_id, "customer_id": p.customer_id,
+                              "kind": row.state, "at": now, "detail": (row.reason or "")[:2000]})
+            if row.state in names.BY_KIND:
+                news.append((names.BY_KIND[row.state], {"letter_id": p.letter_id, "customer_id": p.customer_id,
+                                                        "channel": row.channel, "dispatch_id": dispatch_id,
+                                                        "detail": (row.reason or "")[:500]}))
+        trail.append({"actor": actor.username, "action": names.LETTER_CREATED, "object_type": "letter",
+                      "object_id": p.letter_id, "details": {
+                          "reference": p.reference, "customer_id": p.customer_id, "template": p.template_name,
+                          "template_version": p.template_version, "document_id": document_id,
+                          "channels": channels}})
+        news.append((names.LETTER_CREATED, {"letter_id": p.letter_id, "customer_id": p.customer_id,
+                                            "document_id": document_id, "channels": channels,
+                                            "category": p.category}))
+    session.execute(insert(Letter), letters)
+    session.execute(insert(Dispatch), dispatches)
+    session.execute(insert(DeliveryEvent), delivered)
+    audit.record_many(session, trail)
+    events.emit_many(session, news)
+    return [c.prepared.letter_id for c in composed]
+
+
+def _archive_metadata(composed: ComposedLetter, channels: list[str], batch_id: str | None) -> dict[str, Any]:
+    p = composed.prepared
+    return {"letter_id": p.letter_id, "reference": p.reference, "template_id": p.template_id,
+            "template_name": p.template_name, "template_version": p.template_version, "data_sha256": p.data_sha256,
+            "batch_id": batch_id, "channels": channels, "category": p.category, "pages": composed.pages}
 
 
 def create_letter(session: Session, *, actor: User, template: str, customer_id: str, data: dict[str, Any],
@@ -188,19 +224,26 @@ def add_event(session: Session, row: Dispatch, letter: Letter, kind: str, detail
                                                    "detail": detail[:500]})
 
 
-def refresh_status(session: Session, letter: Letter) -> None:
-    """The letter's status from its ledger rows: done or failed once every row has settled."""
-    session.flush()
-    rows = list(session.execute(select(Dispatch).where(Dispatch.letter_id == letter.id)).scalars())
+def status_of(rows: Sequence[tuple[str, str, int]]) -> str:
+    """A letter's status from its ledger rows as (channel, state, attempts): done or failed once every row has
+    settled, dispatching once one has been tried, composed before."""
     polled = {"print"}  # channels whose `sent` is followed up to delivered or failed
-    settled = [r.state in FINAL_STATES or (r.state == SENT and r.channel not in polled) for r in rows]
+    settled = [state in FINAL_STATES or (state == SENT and channel not in polled) for channel, state, _a in rows]
     if rows and all(settled):
-        good = any(r.state in ("delivered", SENT) for r in rows) or all(r.state == SUPPRESSED for r in rows)
-        status = DONE if good else FAILED
-    elif any(r.attempts or r.state != QUEUED for r in rows if r.state != SUPPRESSED):
-        status = DISPATCHING
-    else:
-        status = COMPOSED
+        good = any(state in ("delivered", SENT) for _c, state, _a in rows) or all(
+            state == SUPPRESSED for _c, state, _a in rows)
+        return DONE if good else FAILED
+    if any(attempts or state != QUEUED for _c, state, attempts in rows if state != SUPPRESSED):
+        return DISPATCHING
+    return COMPOSED
+
+
+def refresh_status(session: Session, letter: Letter) -> None:
+    """The letter's status from its ledger rows (see status_of)."""
+    session.flush()
+    rows = session.execute(select(Dispatch.channel, Dispatch.state, Dispatch.attempts)
+                           .where(Dispatch.letter_id == letter.id)).all()
+    status = status_of([tuple(r) for r in rows])
     if status != letter.status:
         letter.status, letter.updated_at = status, utcnow()
 

@@ -102,7 +102,8 @@ def quiet_until(settings: Settings, now: dt.datetime) -> dt.datetime | None:
     return until.astimezone(dt.UTC)
 
 
-def _marketing_block(session: Session, settings: Settings, customer: Customer, now: dt.datetime) -> str | None:
+def _marketing_block(session: Session, settings: Settings, customer: Customer, now: dt.datetime,
+                     pending: int) -> str | None:
     consent = {c.purpose: c.granted for c in current_consents(session, customer_id=customer.id)}
     if not consent.get(MARKETING_CONSENT):
         return "no granted marketing consent"
@@ -111,7 +112,7 @@ def _marketing_block(session: Session, settings: Settings, customer: Customer, n
     sent = exists().where(Dispatch.letter_id == Letter.id, Dispatch.state != SUPPRESSED)
     count = session.execute(select(func.count()).select_from(Letter).where(
         Letter.customer_id == customer.id, Letter.category.in_(categories(settings.marketing_categories)),
-        Letter.created_at >= now - dt.timedelta(days=days), sent)).scalar_one()
+        Letter.created_at >= now - dt.timedelta(days=days), sent)).scalar_one() + pending
     if count >= cap:
         return f"marketing cap reached: {count} marketing letters in the last {days} days (limit {cap})"
     return None
@@ -136,9 +137,15 @@ def check_override(customer: Customer, channel: str) -> None:
         raise ChannelChoiceError(f"cannot send by {channel}: {why}", field="channel")
 
 
+def counts_against_cap(settings: Settings, category: str, plans: list[Plan]) -> bool:
+    """True when a letter with these rows counts against the marketing cap (marketing, not wholly suppressed)."""
+    return category in categories(settings.marketing_categories) and any(p.state != SUPPRESSED for p in plans)
+
+
 def choose(session: Session, *, settings: Settings, customer: Customer, category: str, override: str | None,
-           now: dt.datetime) -> list[Plan]:
-    """The ledger rows for a new letter of `category` to `customer` (see the module's decisions)."""
+           now: dt.datetime, pending: int = 0) -> list[Plan]:
+    """The ledger rows for a new letter of `category` to `customer` (see the module's decisions); `pending`
+    marketing letters to the customer are being archived with this one and count against the cap."""
     notes: dict[str, str] = {}
     opted_out = (customer.channel_preferences or {}).get(category) == "none" and override is None
     if override is not None:
@@ -162,7 +169,7 @@ def choose(session: Session, *, settings: Settings, customer: Customer, category
     if opted_out:
         block = f"the customer asked for no {category!r} letters"
     elif category in categories(settings.marketing_categories):
-        block = _marketing_block(session, settings, customer, now)
+        block = _marketing_block(session, settings, customer, now, pending)
     plans = []
     for channel in channels:
         if block:
