@@ -13,6 +13,9 @@ DISPATCH_FALLBACK = "letter.fallback_queued"
 LETTER_OPENED = "letter.opened"
 LETTER_CLICKED = "letter.clicked"
 DISPATCH_DAMAGED = "letter.damaged"  # the print house's inserter damaged the piece: it is printed again
+BATCH_CREATED = "batch.created"
+BATCH_COMPLETED = "batch.completed"
+BATCH_CANCELLED = "batch.cancelled"
 PRINT_RUN_CREATED = "print_run.created"
 PRINT_RESULTS_IMPORTED = "print_run.results_imported"
 

@@ -105,6 +105,7 @@ class LetterBatch(Base):
                                                         name="fk_letter_batches_template"))
     template_name: Mapped[str] = mapped_column(String(100))
     template_version: Mapped[str] = mapped_column(String(20))  # pinned when the batch is created
+    versions: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)  # every locale variant: id -> label
     category: Mapped[str | None] = mapped_column(String(50))
     channel: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default=BATCH_QUEUED)
@@ -134,7 +135,8 @@ class LetterBatchRow(Base):
     batch_id: Mapped[str] = mapped_column(ForeignKey("letter_batches.id", name="fk_letter_batch_rows_batch"),
                                           primary_key=True)
     row_no: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1-based, as in the input file
-    customer_ref: Mapped[str] = mapped_column(String(200))
+    customer_ref: Mapped[str | None] = mapped_column(String(200))  # the customer's external reference, or
+    customer_id: Mapped[str | None] = mapped_column(String(36))  # their id, as the input row gave it
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     state: Mapped[str] = mapped_column(String(20), default=ROW_PENDING)
     letter_id: Mapped[str | None] = mapped_column(String(36))

@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     dispatch_check_interval_seconds: float = 5.0  # between polls of a print job
     dispatch_check_give_up_hours: float = 24.0
     run_dispatcher_in_serve: bool = True
+    # Letter batches (output/service/batches/): letters per conversion, the runner's lease, where batches run.
+    batch_chunk_letters: int = Field(250, ge=1, le=2000)  # a few hundred: conversion cost grows faster than size
+    batch_lease_seconds: float = 300.0  # a runner that stops renewing (crashed) loses its batch after this
+    batch_poll_seconds: float = 2.0
+    batch_max_rows: int = 1_000_000
+    run_batches_in_serve: bool = True
     public_base_url: str = "http://localhost:8000"  # where tracking links and the portal are reached
     # Customer portal accounts (repository/portal_identity.py): invitations, tokens, lockout after failed logins.
     portal_activation_hours: float = 72.0  # how long an invitation's activation code stays valid

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from repository.errors import InvalidInputError, NotFoundError
+from repository.errors import DocumentStateError, InvalidInputError, NotFoundError
 
 
 class LetterNotFoundError(NotFoundError):
@@ -15,3 +15,15 @@ class ChannelChoiceError(InvalidInputError):
     """The requested channel does not exist or cannot reach this customer."""
 
     title = "Channel not possible"
+
+
+class BatchNotFoundError(NotFoundError):
+    """No such batch, or the caller may not see it (answered alike)."""
+
+    title = "Batch not found"
+
+
+class BatchStateError(DocumentStateError):
+    """The batch cannot do that in its current state (cancel a finished batch, for example)."""
+
+    title = "Batch state conflict"

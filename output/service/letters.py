@@ -67,7 +67,7 @@ class PreparedLetter:
     category: str
     data_sha256: str
     channel: str | None
-    docx: bytes
+    docx: bytes | None  # None for a letter rendered into a batch's shared document
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,8 @@ def prepare_letter(session: Session, *, actor: User, template: str, customer_id:
 
 def compose_letter(prepared: PreparedLetter) -> ComposedLetter:
     """Convert the rendered DOCX to PDF/A-2b and write the letter's metadata into its XMP (no database)."""
+    if prepared.docx is None:
+        raise ValueError("the letter was rendered into a batch document; compose the batch")
     pdf = get_pool().convert(prepared.docx, pdfa=True)
     pdf = set_metadata(pdf, letter_id=prepared.letter_id, template=prepared.template_name,
                        template_version=prepared.template_version, title=f"Letter {prepared.reference}",
