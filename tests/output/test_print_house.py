@@ -22,6 +22,7 @@ from correspondence import service as corr
 from output import service as output
 from output.models import Dispatch, Letter, PrintPiece, PrintRun
 from output.service import print_house
+from output.service.print_house import layout
 from repository.config import get_settings
 from repository.db import get_engine, transaction
 from repository.models import Document
@@ -126,7 +127,8 @@ def _run(client, admin, key: str | None = None) -> dict:  # noqa: ANN001
 
 
 def test_a_run_presorts_merges_stamps_and_marks_the_letters_sent(client, people, template,  # noqa: ANN001
-                                                                   long_template) -> None:
+                                                                   long_template, monkeypatch) -> None:
+    monkeypatch.setattr(layout, "CHUNK", 3)  # two chunks joined into the one file
     admin = people["admin"]
     sw1 = _letter(people, "C-1", postcode="SW1A 1AA", country="GB")
     berlin = _letter(people, "C-2", postcode="10115", country="DE")

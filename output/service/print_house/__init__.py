@@ -7,6 +7,7 @@ from output.service.print_house._errors import (
     PrintRunConflictError,
     PrintRunNotFoundError,
 )
+from output.service.print_house.jobs import DailyRun, make_run, run_scheduled
 from output.service.print_house.results import ResultReport, import_results
 from output.service.print_house.runs import (
     BuiltRun,
@@ -19,7 +20,6 @@ from output.service.print_house.runs import (
     plan_run,
     record_run,
 )
-from output.service.print_house.jobs import DailyRun, make_run, run_scheduled
 
 __all__ = [
     "BuiltRun", "DailyRun", "NothingToPrintError", "PrintResultConflictError", "PrintResultsError",
