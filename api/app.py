@@ -10,13 +10,26 @@ from fastapi import FastAPI
 from api import dav
 from api.errors import install_error_handlers, problem, register_error_mapping
 from api.metrics import MetricsMiddleware
-from api.routers import audit, auth, customers, document_types, documents, health, letters, reports, templates, webhooks
+from api.routers import (
+    audit,
+    auth,
+    batches,
+    customers,
+    document_types,
+    documents,
+    health,
+    letters,
+    reports,
+    templates,
+    webhooks,
+)
 from api.routers import portal as portal_routes
 from api.routers import print_runs as print_run_routes
 from correspondence import events as correspondence_events
 from output.compose import reset_pool
 from output.errors import PoolBusyError, ServiceUnavailableError
 from output.service import run_dispatcher
+from output.service.batches import run_batches
 from repository.config import get_settings
 from repository.db import get_engine
 from repository.events import run_worker
@@ -76,14 +89,20 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
                 kwargs={"poll_seconds": settings.dispatch_poll_seconds}, name="dispatcher", daemon=True,
             )
             dispatcher.start()
+        batch_runner = None
+        if start_worker and settings.run_batches_in_serve:
+            batch_runner = threading.Thread(
+                target=run_batches, args=(get_engine(), stop),
+                kwargs={"poll_seconds": settings.batch_poll_seconds}, name="batch-runner", daemon=True,
+            )
+            batch_runner.start()
         try:
             yield
         finally:
             stop.set()
-            if worker is not None:
-                worker.join(timeout=10)
-            if dispatcher is not None:
-                dispatcher.join(timeout=10)
+            for thread in (worker, dispatcher, batch_runner):
+                if thread is not None:
+                    thread.join(timeout=30 if thread is batch_runner else 10)
             if start_worker:
                 # The serving process owns its LibreOffice workers (they run in their own sessions and would
                 # outlive it); in-process test apps share one pool across app instances instead.
@@ -98,6 +117,7 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     app.include_router(templates.blocks_router)
     app.include_router(letters.router)
     app.include_router(letters.tracking_router)
+    app.include_router(batches.router)  # letter batches (the runner makes their letters in the background)
     app.include_router(print_run_routes.router)  # print house runs (admin)
     app.include_router(portal_routes.router)  # customer portal accounts and inbox
     app.include_router(reports.router)

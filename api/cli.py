@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from api.cli_batches import batch_app
 from repository import audit, identity, service, vault
 from repository.config import get_settings
 from repository.content import stage_stream
@@ -76,7 +77,9 @@ def serve(
 def worker() -> None:
     """Deliver outbox events and dispatch letters until stopped (SIGTERM or Ctrl-C)."""
     from api.app import register_subscribers
+    from output.compose import reset_pool
     from output.service import run_dispatcher
+    from output.service.batches import run_batches
     from repository.events import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -89,12 +92,19 @@ def worker() -> None:
                                   kwargs={"poll_seconds": settings.dispatch_poll_seconds}, name="dispatcher",
                                   daemon=True)
     dispatcher.start()
+    # Letter batches run on their own thread too: a batch spends most of its time waiting for LibreOffice.
+    batch_runner = threading.Thread(target=run_batches, args=(get_engine(), stop),
+                                    kwargs={"poll_seconds": settings.batch_poll_seconds}, name="batch-runner",
+                                    daemon=True)
+    batch_runner.start()
     try:
         run_worker(get_engine(), stop, poll_seconds=settings.outbox_poll_seconds,
                    max_attempts=settings.outbox_max_attempts)
     except KeyboardInterrupt:
         stop.set()
     dispatcher.join(timeout=10)
+    batch_runner.join(timeout=30)
+    reset_pool()  # this process's LibreOffice workers run in their own sessions and would outlive it
 
 
 @users_app.command("create")
@@ -355,6 +365,9 @@ def print_run_import_results(
             console.print(f"  [yellow]line {error['line']}[/yellow] {error['message']}")
         _fail(exc.detail)
     console.print(f"delivered {report.delivered}, damaged {report.damaged}, unchanged {report.unchanged}")
+
+
+app.add_typer(batch_app, name="batch")
 
 
 if __name__ == "__main__":

@@ -187,3 +187,19 @@ async def read_form(request: Request, *, max_bytes: int, tmp_dir, file_field: st
         return collector.form
     collector.form.file = stager.finish(collector.filename)
     return collector.form
+
+
+async def stage_body(request: Request, max_bytes: int, tmp_dir) -> StagedContent:  # noqa: ANN001
+    """Stage a raw (non-multipart) request body, refusing it past `max_bytes`."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise ContentTooLargeError(f"the upload is larger than the limit of {max_bytes} bytes", limit=max_bytes)
+    stager = ContentStager(max_bytes=max_bytes, tmp_dir=tmp_dir)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                stager.write(chunk)
+    except BaseException:
+        stager.discard()
+        raise
+    return stager.finish()

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from output.models import DeliveryEvent, Dispatch, Letter
+from output.models import DeliveryEvent, Dispatch, Letter, LetterBatch, LetterBatchRow
 
 
 class LetterIn(BaseModel):
@@ -81,3 +81,68 @@ def letter_out(letter: Letter, rows: list[Dispatch], found: list[DeliveryEvent])
         events=[DeliveryEventOut(channel=channel_of.get(e.dispatch_id, ""), kind=e.kind, at=e.at, detail=e.detail)
                 for e in found],
     )
+
+
+class BatchIn(BaseModel):
+    """A batch sent as JSON: the template and the rows (for big inputs, upload a CSV or JSON Lines file)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    template: str = Field(min_length=1, max_length=200, description="template name or id")
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=10_000,
+                                       description="objects with customer_ref or customer_id, and data")
+    channel: str | None = Field(None, max_length=20, description="print, email, sms or portal for every letter")
+    category: str | None = Field(None, max_length=50, pattern=r"^[a-z][a-z0-9_-]*$",
+                                 description="defaults to the template's category")
+
+
+class BatchRowError(BaseModel):
+    """A row that made no letter, and why."""
+
+    row: int = Field(description="the row's line in the file (JSON: its position, from 1)")
+    customer_ref: str | None
+    customer_id: str | None
+    error: str
+
+
+class BatchOut(BaseModel):
+    """A batch and its progress; `errors` lists the first failed rows (all of them: GET .../errors)."""
+
+    id: str
+    status: str
+    template: str
+    template_version: str
+    template_versions: dict[str, str] = Field(description="every locale variant's pinned version, by template id")
+    category: str | None
+    channel: str | None
+    source_name: str
+    source_sha256: str
+    rows_total: int
+    rows_done: int
+    rows_failed: int
+    rows_pending: int
+    pages: int
+    runs: int
+    last_error: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    errors: list[BatchRowError]
+
+
+def batch_row_error(row: LetterBatchRow) -> BatchRowError:
+    """The API shape of a failed row."""
+    return BatchRowError(row=row.row_no, customer_ref=row.customer_ref, customer_id=row.customer_id,
+                         error=row.error or "")
+
+
+def batch_out(batch: LetterBatch, errors: list[LetterBatchRow]) -> BatchOut:
+    """The API shape of a batch with its first failed rows."""
+    return BatchOut(
+        id=batch.id, status=batch.status, template=batch.template_name, template_version=batch.template_version,
+        template_versions=batch.versions, category=batch.category, channel=batch.channel,
+        source_name=batch.source_name, source_sha256=batch.source_sha256, rows_total=batch.rows_total,
+        rows_done=batch.rows_done, rows_failed=batch.rows_failed,
+        rows_pending=batch.rows_total - batch.rows_done - batch.rows_failed, pages=batch.pages, runs=batch.runs,
+        last_error=batch.last_error, created_at=batch.created_at, started_at=batch.started_at,
+        finished_at=batch.finished_at, errors=[batch_row_error(r) for r in errors])

@@ -15,13 +15,13 @@ from api.etags import etag as revision_etag
 from api.etags import expected_revision
 from api.idempotency import idempotent_create
 from api.jobs import import_customer_file
-from api.uploads import read_form
+from api.uploads import read_form, stage_body
 from repository import service
 from repository.access import require_role
 from repository.config import get_settings
-from repository.content import ContentStager, StagedContent
+from repository.content import StagedContent
 from repository.db import transaction
-from repository.errors import ContentTooLargeError, UnsupportedMediaTypeError
+from repository.errors import UnsupportedMediaTypeError
 from repository.models import Customer, CustomerConsent, User
 from repository.schemas import (
     Address,
@@ -183,21 +183,6 @@ def clear_undeliverable(customer_id: str, user: CurrentUser, response: Response)
         return _full(session, customer)
 
 
-async def _stage_body(request: Request, max_bytes: int, tmp_dir) -> StagedContent:  # noqa: ANN001
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise ContentTooLargeError(f"the upload is larger than the limit of {max_bytes} bytes", limit=max_bytes)
-    stager = ContentStager(max_bytes=max_bytes, tmp_dir=tmp_dir)
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                stager.write(chunk)
-    except BaseException:
-        stager.discard()
-        raise
-    return stager.finish()
-
-
 def _run_import(user: User, staged: StagedContent, filename: str | None, media_type: str | None,
                 fmt: str | None) -> dict:
     with staged.open() as stream:
@@ -221,7 +206,7 @@ async def import_customers(
         form = await read_form(request, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir)
         staged, filename, declared = form.file, form.file.filename or None, None
     elif media in RAW_IMPORT_TYPES:
-        staged = await _stage_body(request, settings.max_upload_bytes, settings.tmp_dir)
+        staged = await stage_body(request, settings.max_upload_bytes, settings.tmp_dir)
         filename, declared = None, media
     else:
         raise UnsupportedMediaTypeError(

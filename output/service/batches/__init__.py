@@ -3,12 +3,14 @@
 `intake` stores a batch and its rows; `runner` makes the letters chunk by chunk under a lease.
 """
 
+from output.service._errors import BatchNotFoundError, BatchStateError
 from output.service.batches.intake import (
     BatchFile,
     create_batch,
     default_schema,
     failed_rows,
     get_batch,
+    list_batches,
     row_from_json,
 )
 from output.service.batches.runner import (
@@ -17,10 +19,12 @@ from output.service.batches.runner import (
     cancel_batch,
     claim_next,
     new_owner,
+    progress_of,
     run_batches,
 )
 
 __all__ = [
-    "BatchFile", "BatchRunner", "Progress", "cancel_batch", "claim_next", "create_batch", "default_schema",
-    "failed_rows", "get_batch", "new_owner", "row_from_json", "run_batches",
+    "BatchFile", "BatchNotFoundError", "BatchRunner", "BatchStateError", "Progress", "cancel_batch", "claim_next",
+    "create_batch", "default_schema", "failed_rows", "get_batch", "list_batches", "new_owner", "progress_of",
+    "row_from_json", "run_batches",
 ]

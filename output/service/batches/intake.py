@@ -209,6 +209,14 @@ def get_batch(session: Session, *, actor: User, batch_id: str) -> LetterBatch:
     return batch
 
 
+def list_batches(session: Session, *, actor: User, limit: int = 20) -> list[LetterBatch]:
+    """The newest batches the caller may see: all of them for letter writers, else their own."""
+    query = select(LetterBatch).order_by(LetterBatch.created_at.desc(), LetterBatch.id).limit(limit)
+    if not can_write(actor, get_type(session, name=LETTER_TYPE)):
+        query = query.where(LetterBatch.created_by == actor.id)
+    return list(session.execute(query).scalars())
+
+
 def failed_rows(session: Session, *, batch_id: str, after: int = 0, limit: int = 100) -> list[LetterBatchRow]:
     """The batch's failed rows with their errors, in row order, from after row `after`."""
     return list(session.execute(select(LetterBatchRow).where(

@@ -410,8 +410,13 @@ class BatchRunner:
 
     def progress(self) -> Progress:
         """The batch's counts as committed."""
-        with transaction(self.engine, readonly=True) as session:
-            return _progress(session.get(LetterBatch, self.batch_id))
+        return progress_of(self.batch_id, engine=self.engine)
+
+
+def progress_of(batch_id: str, *, engine: Engine | None = None) -> Progress:
+    """A batch's counts as committed."""
+    with transaction(engine, readonly=True) as session:
+        return _progress(session.get(LetterBatch, batch_id))
 
 
 def _progress(batch: LetterBatch) -> Progress:
