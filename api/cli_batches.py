@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import select
 
+from output.compose import get_pool, reset_pool
 from output.models import LetterBatch
 from output.service import batches
 from repository.config import get_settings
@@ -46,6 +47,14 @@ def _sha256(path: Path) -> str:
         while chunk := f.read(1024 * 1024):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _start_converters() -> None:
+    """Start LibreOffice before taking a batch: a machine without it fails here, with nothing stored."""
+    try:
+        get_pool().start()
+    except RepositoryError as exc:
+        _fail(f"the converters cannot start: {exc.detail}")
 
 
 def _run(batch_id: str, owner: str) -> batches.Progress:
@@ -119,6 +128,7 @@ def run(
     register_subscribers()
     user = _user(as_user)
     owner = batches.new_owner()
+    _start_converters()
     try:
         with transaction() as session, file.open("rb") as stream:
             schema = batches.default_schema(session, actor=user, template=template)
@@ -131,7 +141,10 @@ def run(
     except RepositoryError as exc:
         _fail(f"no batch created: {exc.detail}")
     console.print(f"batch {batch_id}: running")
-    _run(batch_id, owner)
+    try:
+        _run(batch_id, owner)
+    finally:
+        reset_pool()  # the LibreOffice workers run in their own sessions and would outlive this command
     _report(batch_id)
 
 
@@ -142,9 +155,13 @@ def resume(batch_id: str) -> None:
 
     register_subscribers()
     owner = batches.new_owner()
+    _start_converters()
     if batches.claim_next(None, owner=owner, batch_id=batch_id) is None:
         _fail(f"batch {batch_id} is not runnable now: it does not exist, has finished, or another runner holds it")
-    _run(batch_id, owner)
+    try:
+        _run(batch_id, owner)
+    finally:
+        reset_pool()
     _report(batch_id)
 
 

@@ -211,6 +211,21 @@ def _sect_pr_for_batch(body_open: str, sect_pr: str) -> str:
     return dp.strip_namespaces(etree.tostring(element, encoding="unicode"), body.nsmap)
 
 
+# A paragraph one twip high: what separates two letters takes no room on either page.
+_TINY = '<w:spacing w:before="0" w:after="0" w:line="20" w:lineRule="exact"/>'
+_PAGE_FIELD = re.compile(r"\b(?:PAGE|NUMPAGES|SECTIONPAGES)\b")
+
+
+def _needs_sections(body_source: str, sect_pr: str, static: list[tuple[str, bytes]]) -> bool:
+    """Whether the letters of a batch must each be a section of their own: when page numbers must restart per
+    letter, a first-page header must repeat per letter, or the template has sections of its own. Otherwise a
+    page break separates them: LibreOffice lays out 250 one-page letters about a quarter faster that way."""
+    if "<w:sectPr" in body_source or "<w:titlePg" in sect_pr or _PAGE_FIELD.search(body_source):
+        return True
+    return any(_PAGE_FIELD.search(content.decode("utf-8", "replace")) for name, content in static
+               if re.match(r"^word/(header|footer)\d*\.xml$", name))
+
+
 def _compile(part: str, source: str) -> Template:
     try:
         return ENV.from_string(source)
@@ -262,8 +277,12 @@ def compile_template(docx: BinaryIO, *, blocks: Mapping[str, BlockSource], rules
                if name not in skip and name != "[Content_Types].xml"]
     ids = [int(i) for i in _BOOKMARK_ID.findall(body_source)]
     batch_sect_pr = _sect_pr_for_batch(analysis.body.body_open, analysis.body.sect_pr)
-    batch_break = ('<w:p><w:pPr><w:spacing w:before="0" w:after="0" w:line="20" w:lineRule="exact"/>'
-                   f'<w:rPr><w:sz w:val="2"/><w:szCs w:val="2"/></w:rPr>{batch_sect_pr}</w:pPr></w:p>')
+    if _needs_sections(body_source, analysis.body.sect_pr or "", static):
+        batch_break = (f'<w:p><w:pPr>{_TINY}<w:rPr><w:sz w:val="2"/><w:szCs w:val="2"/></w:rPr>{batch_sect_pr}'
+                       '</w:pPr></w:p>')
+    else:
+        batch_break = (f'<w:p><w:pPr>{_TINY}</w:pPr><w:r><w:rPr><w:sz w:val="2"/><w:szCs w:val="2"/></w:rPr>'
+                       '<w:br w:type="page"/></w:r></w:p>')
     return CompiledTemplate(
         info=analysis.info, main=analysis.main, prefix=analysis.body.prefix, suffix=analysis.body.suffix,
         sect_pr=analysis.body.sect_pr, body_open=analysis.body.body_open, body_source=body_source,

@@ -10,6 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from docx import Document
+from docx.oxml import OxmlElement
+from docx.oxml.ns import qn
 
 from correspondence.errors import RenderError
 from correspondence.rendering import (
@@ -160,7 +162,19 @@ def test_a_compiled_template_renders_in_many_threads_at_once(compiled) -> None: 
         assert f"Dear Ms Customer {i}," in text_of(out)
 
 
-def test_render_many_puts_each_letter_in_its_own_section_with_a_bookmark(compiled) -> None:  # noqa: ANN001
+def _with_page_numbers(docx: bytes) -> bytes:
+    """The DOCX with a PAGE field in its footer."""
+    doc = Document(io.BytesIO(docx))
+    field = OxmlElement("w:fldSimple")
+    field.set(qn("w:instr"), " PAGE ")
+    doc.sections[0].footer.paragraphs[0]._p.append(field)
+    out = io.BytesIO()
+    doc.save(out)
+    return out.getvalue()
+
+
+def test_render_many_gives_letters_with_page_numbers_a_section_each_with_a_bookmark() -> None:
+    compiled = compile_template(io.BytesIO(_with_page_numbers(letter_template())), blocks={}, images={"logo": LOGO})
     batch = render_many(compiled, (context(i) for i in range(25)))
     assert [item.index for item in batch.letters] == list(range(25))
     assert [item.bookmark for item in batch.letters] == [f"postroom_letter_{i}" for i in range(25)]
@@ -184,13 +198,26 @@ def test_render_many_puts_each_letter_in_its_own_section_with_a_bookmark(compile
     assert len([m for m in members(batch.docx) if m.startswith("word/media/")]) == 2
 
 
+def test_render_many_separates_letters_without_page_numbers_by_page_breaks(compiled) -> None:  # noqa: ANN001
+    batch = render_many(compiled, (context(i) for i in range(25)))
+    doc = Document(io.BytesIO(batch.docx))
+    assert len(doc.sections) == 1  # page numbers need not restart, so one section holds every letter
+    xml = member(batch.docx, "word/document.xml")
+    assert xml.count('<w:br w:type="page"/>') == 24
+    letters = re.split(r'<w:bookmarkStart w:id="\d+" w:name="postroom_letter_\d+"/>', xml)[1:]
+    assert len(letters) == 25
+    for i, letter_xml in enumerate(letters):
+        assert f"Dear Ms Customer {i}," in re.sub(r"<[^>]+>", "", letter_xml)
+        assert letter_xml.count('<w:br w:type="page"/>') == (0 if i == 24 else 1)  # the break ends the letter
+
+
 def test_render_many_streams_to_a_file(compiled, tmp_path) -> None:  # noqa: ANN001
     path = tmp_path / "batch.docx"
     with path.open("wb") as f:
         batch = render_many(compiled, [context(i) for i in range(3)], out=f)
     assert batch.docx is None and len(batch.letters) == 3
     assert zipfile.is_zipfile(path)
-    assert len(Document(str(path)).sections) == 3
+    assert member(path.read_bytes(), "word/document.xml").count('<w:br w:type="page"/>') == 2
 
 
 def test_render_many_names_the_letter_that_failed(compiled) -> None:  # noqa: ANN001
@@ -212,9 +239,10 @@ def test_render_many_refuses_headers_that_differ_per_letter() -> None:
 
 def test_render_many_keeps_static_headers_for_every_letter() -> None:
     template = make_docx(["Dear {{ customer.name }}"], header="ACME Bank plc")
-    batch = render_many(compile_template(io.BytesIO(template), blocks={}), [context(i) for i in range(3)])
-    doc = Document(io.BytesIO(batch.docx))
-    assert [s.header.paragraphs[0].text for s in doc.sections] == ["ACME Bank plc"] * 3
+    for source, sections in ((template, 1), (_with_page_numbers(template), 3)):  # page breaks, or a section each
+        batch = render_many(compile_template(io.BytesIO(source), blocks={}), [context(i) for i in range(3)])
+        doc = Document(io.BytesIO(batch.docx))
+        assert [s.header.paragraphs[0].text for s in doc.sections] == ["ACME Bank plc"] * sections
 
 
 def test_render_many_of_nothing_is_an_error(compiled) -> None:  # noqa: ANN001
