@@ -8,7 +8,10 @@ set -euo pipefail
 
 log() { printf '[libreoffice] %s\n' "$*" >&2; }
 
-PACKAGES=(libreoffice-writer-nogui python3-uno fonts-dejavu-core fonts-liberation2)
+# Carlito and Caladea are metric-compatible with Calibri and Cambria, the fonts of most Word templates: without
+# them LibreOffice lays letters out in DejaVu and line breaks differ from what the author saw in Word.
+PACKAGES=(libreoffice-writer-nogui python3-uno fonts-dejavu-core fonts-liberation2 fonts-crosextra-carlito
+          fonts-crosextra-caladea)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

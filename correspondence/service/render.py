@@ -4,6 +4,7 @@ templates. The DOCX work itself is in correspondence.rendering."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import threading
@@ -120,6 +121,12 @@ def compiled_for(session: Session, *, template: Template, version: DocumentVersi
     return found
 
 
+@functools.lru_cache(maxsize=64)
+def _validator(schema: str) -> Draft202012Validator:
+    """A validator per schema, built once: building one costs more than checking a letter's data."""
+    return Draft202012Validator(json.loads(schema))
+
+
 def validate_data(*, schema: dict[str, Any], data: Any) -> dict[str, Any]:
     """The data if it matches the template's schema; DataValidationError listing every problem otherwise."""
     if not isinstance(data, dict):
@@ -129,7 +136,7 @@ def validate_data(*, schema: dict[str, Any], data: Any) -> dict[str, Any]:
     if reserved:
         raise DataValidationError(f"letter data may not use the reserved names {', '.join(reserved)}",
                                   problems=[{"path": n, "message": "reserved name"} for n in reserved])
-    validator = Draft202012Validator(schema or {"type": "object"})
+    validator = _validator(json.dumps(schema or {"type": "object"}, sort_keys=True))
     try:
         errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
     except Unresolvable as exc:  # schemas are checked when stored; this guards ones stored before that check

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import re
+from xml.sax.saxutils import escape
 
 import pikepdf
 from lxml import etree
@@ -64,25 +66,41 @@ def _base(packet: bytes) -> tuple[etree._Element, bool]:
     return root, pdfa
 
 
+_SLOT = "postroom-letter-fields"
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+@functools.lru_cache(maxsize=8)
+def _frame(packet: bytes) -> tuple[str, str]:
+    """The base packet serialised around the place where a letter's fields go (with the pdfaExtension
+    description already in place when the file claims PDF/A): stamping a letter is then string work."""
+    template, pdfa = _base(packet)
+    root = copy.deepcopy(template)
+    rdf = root.find(f"{{{XMP_NS_RDF}}}RDF")
+    rdf.append(etree.Comment(_SLOT))
+    if pdfa:
+        _describe_namespace(rdf)
+    before, after = etree.tostring(root, encoding="unicode").split(f"<!--{_SLOT}-->")
+    return before, after
+
+
+def _text(value: str) -> str:
+    return escape(_NOT_XML.sub("", value))
+
+
 def letter_xmp(base: bytes, *, title: str, values: dict[str, str]) -> bytes:
     """An XMP packet: the base packet's content plus dc:title and the postroom fields (and, for PDF/A, the
     pdfaExtension description of the postroom namespace)."""
-    template, pdfa = _base(base)
-    root = copy.deepcopy(template)
-    rdf = root.find(f"{{{XMP_NS_RDF}}}RDF")
-    desc = etree.SubElement(rdf, f"{{{XMP_NS_RDF}}}Description", nsmap={"dc": _DC, POSTROOM_PREFIX: POSTROOM_NS})
-    desc.set(f"{{{XMP_NS_RDF}}}about", "")
-    alt = etree.SubElement(etree.SubElement(desc, f"{{{_DC}}}title"), f"{{{XMP_NS_RDF}}}Alt")
-    item = etree.SubElement(alt, f"{{{XMP_NS_RDF}}}li")
-    item.set(_XML_LANG, "x-default")
-    item.text = title
-    for name, value in values.items():
-        etree.SubElement(desc, f"{{{POSTROOM_NS}}}{name}").text = value
-    if pdfa:
-        _describe_namespace(rdf)
-    body = etree.tostring(root, encoding="utf-8")
+    before, after = _frame(base)
+    fields = "".join(f"<{POSTROOM_PREFIX}:{name}>{_text(value)}</{POSTROOM_PREFIX}:{name}>"
+                     for name, value in values.items())
+    description = (f'<rdf:Description xmlns:rdf="{XMP_NS_RDF}" xmlns:dc="{_DC}" '
+                   f'xmlns:{POSTROOM_PREFIX}="{POSTROOM_NS}" rdf:about=""><dc:title><rdf:Alt>'
+                   f'<rdf:li xml:lang="x-default">{_text(title)}</rdf:li></rdf:Alt></dc:title>{fields}'
+                   "</rdf:Description>")
     # The packet wrapper lets XMP-aware tools update it in place; PDF/A allows (and LibreOffice writes) it.
-    return b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n' + body + b'\n<?xpacket end="w"?>'
+    return (b'<?xpacket begin="\xef\xbb\xbf" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+            + (before + description + after).encode("utf-8") + b'\n<?xpacket end="w"?>')
 
 
 def apply_metadata(doc: pikepdf.Pdf, *, base: bytes, letter_id: str, template: str, template_version: str,
