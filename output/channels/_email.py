@@ -9,6 +9,7 @@ import html
 import re
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.utils import formataddr, formatdate, parseaddr
@@ -20,6 +21,7 @@ from output.channels.base import SENT, ChannelNotConfiguredError, Outgoing, Send
 LETTER_HEADER = "X-Postroom-Letter"
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _MSGID = re.compile(r"<pr\.([A-Za-z0-9_-]+)\.[0-9a-f]{32}@[^>]*>")
+_DOT_AT_LINE_START = re.compile(rb"(?m)^\.")  # SMTP dot-stuffing (RFC 5321 4.5.2)
 
 
 def message_id_for(letter_id: str, idempotency_key: str, domain: str) -> str:
@@ -106,7 +108,9 @@ class EmailChannel:
         ref = mime["Message-ID"]
         try:
             with self._connect() as smtp:
-                smtp.send_message(mime, from_addr=parseaddr(self.sender)[1], to_addrs=[message.recipient.email])
+                if not self._transfer(smtp, mime, message.recipient.email, ref, message.commit_point):
+                    return failed("the send was taken over by another dispatcher; not sent", retryable=False,
+                                  provider_ref=ref)
         except smtplib.SMTPRecipientsRefused as exc:
             code, answer = next(iter(exc.recipients.values()))
             return _answer_failure(code, answer, ref)
@@ -122,6 +126,35 @@ class EmailChannel:
             return failed(f"SMTP connection failed: {exc.__class__.__name__}: {exc}", retryable=True,
                           provider_ref=ref)
         return SendResult(status=SENT, provider_ref=ref, detail="accepted by the SMTP relay", retryable=False)
+
+    def _transfer(self, smtp: smtplib.SMTP, mime: EmailMessage, to: str, ref: str,
+                  commit_point: Callable[[str], bool] | None) -> bool:
+        """MAIL, RCPT, DATA, the message, then `commit_point` and only then the final dot: a relay delivers
+        nothing whose data never ended, so a sender that dies before the dot sends nothing, and one that dies
+        after it has already recorded the hand-over. False when the commit point said no (nothing sent)."""
+        sender = parseaddr(self.sender)[1]
+        international = not (sender.isascii() and to.isascii())
+        options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
+        code, answer = smtp.mail(sender, options)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, answer, sender)
+        code, answer = smtp.rcpt(to)
+        if code not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({to: (code, answer)})
+        code, answer = smtp.docmd("data")
+        if code != 354:
+            raise smtplib.SMTPDataError(code, answer)
+        policy = (email.policy.SMTPUTF8 if international else email.policy.SMTP).clone(linesep="\r\n")
+        data = _DOT_AT_LINE_START.sub(b"..", mime.as_bytes(policy=policy))
+        smtp.send(data if data.endswith(b"\r\n") else data + b"\r\n")
+        if commit_point is not None and not commit_point(ref):
+            smtp.close()  # the data never ends: the relay discards it
+            return False
+        smtp.send(b".\r\n")
+        code, answer = smtp.getreply()
+        if code != 250:
+            raise smtplib.SMTPDataError(code, answer)
+        return True
 
     def check(self, provider_ref: str) -> SendResult | None:
         """Email cannot be polled: news arrives as a bounce (parse_bounce), so it is always still pending."""

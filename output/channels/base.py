@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -36,6 +37,9 @@ class Outgoing:
     sensitive: bool  # email carries the link instead of the PDF
     text_body: str
     html_body: str
+    # Called by a channel just before the step it cannot take back (SMTP's end of data), with the message's id;
+    # False means the dispatcher no longer owns the send: abort it. See output/service/dispatch.py.
+    commit_point: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,12 @@ Decisions:
   when its lease expires it is sent again with the SAME idempotency key, which each channel makes recognisable:
   the email's Message-ID, the IPP job-name (the IPP channel finds the earlier job and does not print again), the
   SMS provider's Idempotency-Key.
+- Email has no way to ask the relay what it got, so its channel calls the row's commit point just before the
+  end of data: the hand-over is committed (provider_ref `handover:<Message-ID>`) and only then is the final dot
+  sent. A relay delivers nothing whose data never ended, so a crash before the dot sends nothing (the row is
+  sent again); a row found with the hand-over recorded and its lease expired is marked `sent` (with a note) and
+  never sent again. What is left is a crash in the microseconds between that commit and writing the dot: the
+  email is then marked sent but was not. That is the price of never sending twice; the note says so.
 - Claims use FOR UPDATE SKIP LOCKED on PostgreSQL, so several dispatchers share the work.
 - Failures: a retryable one is retried with exponential backoff (POSTROOM_DISPATCH_BACKOFF_SECONDS, doubled)
   until POSTROOM_DISPATCH_MAX_ATTEMPTS; then, or at once for a permanent failure or a bounce, the row is
@@ -19,9 +25,11 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Engine
@@ -47,6 +55,7 @@ log = logging.getLogger(__name__)
 ACTOR = "system:dispatcher"
 POLLED = frozenset({"print"})
 SEND, CHECK = "send", "check"
+HANDOVER = "handover:"  # provider_ref prefix while a message is being handed to the relay (see _commit_point)
 
 
 def _lock(session: Session, dispatch_id: str) -> Dispatch | None:
@@ -87,10 +96,39 @@ def _claim(engine: Engine, settings: Settings, limit: int) -> list[tuple[str, st
                 row.next_attempt_at = now + lease  # the poll's lease: nobody else polls it meanwhile
                 claims.append((row.id, CHECK))
                 continue
+            if row.state == SENDING and (row.provider_ref or "").startswith(HANDOVER):
+                _unconfirmed(session, row, now)  # it was handed over when its dispatcher stopped: never twice
+                continue
             row.state, row.attempts, row.lease_until = SENDING, row.attempts + 1, now + lease
             claims.append((row.id, SEND))
             refresh_status(session, session.get(Letter, row.letter_id))
         return claims
+
+
+def _unconfirmed(session: Session, row: Dispatch, now: dt.datetime) -> None:
+    """A row whose dispatcher stopped between recording the hand-over and hearing the relay's answer: the
+    message was (almost surely) delivered, so it is `sent`, with a note, and never sent again."""
+    row.state, row.sent_at, row.lease_until = SENT, now, None
+    row.provider_ref = row.provider_ref[len(HANDOVER):]
+    detail = "handed to the relay as its dispatcher stopped; the relay's answer was not heard, so it is not resent"
+    letter = session.get(Letter, row.letter_id)
+    add_event(session, row, letter, SENT, detail)
+    refresh_status(session, letter)
+
+
+def _commit_point(engine: Engine, dispatch_id: str) -> Callable[[str], bool]:
+    """What a channel calls just before its point of no return: records the hand-over (committed) if the row
+    is still this dispatcher's to send; False otherwise."""
+
+    def commit(ref: str) -> bool:
+        with transaction(engine) as session:
+            row = _lock(session, dispatch_id)
+            if row is None or row.state != SENDING or (row.provider_ref or "").startswith(HANDOVER):
+                return False
+            row.provider_ref = f"{HANDOVER}{ref}"[:500]
+            return True
+
+    return commit
 
 
 def _outgoing(session: Session, settings: Settings, row: Dispatch) -> Outgoing:
@@ -220,6 +258,8 @@ def _work(engine: Engine, settings: Settings, dispatch_id: str, action: str) -> 
         row = session.get(Dispatch, dispatch_id)
         payload: Outgoing | str | None = _outgoing(session, settings, row) if action == SEND else row.provider_ref
         channel = row.channel
+    if isinstance(payload, Outgoing):
+        payload = dataclasses.replace(payload, commit_point=_commit_point(engine, dispatch_id))
     if payload is None:
         result: SendResult | None = failed("the row has no provider reference to poll", retryable=False)
     else:

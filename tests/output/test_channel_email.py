@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import email
 import email.policy
@@ -159,6 +160,27 @@ def test_a_retry_carries_the_same_message_id(smtp) -> None:  # noqa: ANN001
     ids = [_parse(raw)["Message-ID"] for _, _, raw in recorder.messages]
     assert ids[0] == ids[1] == first.provider_ref == second.provider_ref
     assert ids[2] != ids[0] and other.provider_ref == ids[2]
+
+
+def test_the_commit_point_comes_before_the_end_of_data_and_can_stop_the_send(smtp) -> None:  # noqa: ANN001
+    recorder, port = smtp
+    channel = get_channel("email", _settings(smtp_host="127.0.0.1", smtp_port=port))
+    seen: list[tuple[str, int]] = []
+
+    def refuse(ref: str) -> bool:
+        seen.append((ref, len(recorder.messages)))
+        return False
+
+    stopped = channel.send(dataclasses.replace(_letter(), commit_point=refuse))
+    assert (stopped.status, stopped.retryable) == ("failed", False)
+    assert recorder.messages == []  # the data was sent but never ended: the relay delivered nothing
+    seen.clear()
+    sent = channel.send(dataclasses.replace(_letter(), commit_point=lambda ref: seen.append((ref, len(
+        recorder.messages))) or True))
+    assert sent.status == "sent" and len(recorder.messages) == 1
+    assert seen == [(sent.provider_ref, 0)]  # called once, with the Message-ID, before the relay had the message
+    body = email.message_from_bytes(recorder.messages[0][2], policy=email.policy.default)
+    assert body["Message-ID"] == sent.provider_ref
 
 
 def test_smtp_answers_decide_retryability(smtp) -> None:  # noqa: ANN001
