@@ -33,6 +33,19 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def verify_password(stored: str | None, password: str) -> bool:
+    """Whether the password matches the stored hash; with no hash (no such account) it costs the same and fails."""
+    try:
+        return bool(_hasher.verify(stored or _DUMMY_HASH, password)) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    """Whether a stored hash uses outdated parameters (rehash it at the next successful login)."""
+    return _hasher.check_needs_rehash(stored)
+
+
 def create_user(session: Session, *, username: str, password: str, roles: list[str], actor: str) -> User:
     """Create a staff user; roles must come from ROLES, passwords must be at least 8 characters."""
     unknown = sorted(set(roles) - set(ROLES))
@@ -70,10 +83,7 @@ def check_credentials(session: Session, *, username: str, password: str) -> tupl
     """Look the user up and verify the password, only reading (so a slow hash holds no write lock);
     returns (user or None, whether the login succeeds). Unknown users cost the same hash."""
     user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
-    try:
-        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
-        ok = False
+    ok = verify_password(user.password_hash if user else None, password)
     return user, bool(ok and user is not None and user.active)
 
 
@@ -83,7 +93,7 @@ def record_login(session: Session, *, username: str, user: User | None, succeede
         audit.record(session, actor=username[:150] or "anonymous", action="auth.login_failed",
                      object_type="user", object_id=user.id if user else None)
         return
-    if _hasher.check_needs_rehash(user.password_hash):
+    if needs_rehash(user.password_hash):
         session.get(User, user.id).password_hash = hash_password(password)
     audit.record(session, actor=user.username, action="auth.login", object_type="user", object_id=user.id)
 
@@ -95,7 +105,8 @@ def authenticate(session: Session, *, username: str, password: str) -> User | No
     return user if ok else None
 
 
-def _token_secret(settings: Settings) -> bytes:
+def token_secret(settings: Settings) -> bytes:
+    """The secret that signs bearer tokens (created on first use, kept apart from the data)."""
     return _read_or_create_secret(settings.resolved_token_secret_path)
 
 
@@ -122,13 +133,13 @@ def issue_token(user: User, settings: Settings) -> tuple[str, dt.datetime]:
     """A signed bearer token for the user and its expiry time."""
     expires = utcnow() + dt.timedelta(minutes=settings.token_lifetime_minutes)
     claims = {"sub": user.id, "exp": expires, "iat": utcnow(), "jti": secrets.token_hex(8)}
-    return jwt.encode(claims, _token_secret(settings), algorithm="HS256"), expires
+    return jwt.encode(claims, token_secret(settings), algorithm="HS256"), expires
 
 
 def user_from_token(session: Session, *, token: str, settings: Settings) -> User:
     """The active user a valid token names; AuthenticationError otherwise."""
     try:
-        claims = jwt.decode(token, _token_secret(settings), algorithms=["HS256"], options={"require": ["exp", "sub"]})
+        claims = jwt.decode(token, token_secret(settings), algorithms=["HS256"], options={"require": ["exp", "sub"]})
     except jwt.ExpiredSignatureError as exc:
         raise AuthenticationError("the token has expired; request a new one at /api/v1/auth/token") from exc
     except jwt.PyJWTError as exc:

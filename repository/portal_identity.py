@@ -24,7 +24,6 @@ import secrets
 from dataclasses import dataclass
 
 import jwt
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from sqlalchemy.orm import Session
@@ -41,7 +40,7 @@ from repository.errors import (
 )
 
 # The staff hasher, its timing dummy and the token secret are shared on purpose: one argon2 policy, one secret file.
-from repository.identity import _DUMMY_HASH, _hasher, _token_secret, hash_password
+from repository.identity import hash_password, needs_rehash, token_secret, verify_password
 from repository.models import User
 from repository.portal_models import ACTIVE, DISABLED, INVITED, PortalAccount
 from repository.service.customers import WRITE_ROLES, get_customer
@@ -224,11 +223,7 @@ def check_login(session: Session, *, email: str, password: str) -> LoginCheck:
     account = session.execute(select(PortalAccount).where(PortalAccount.email == address)).scalar_one_or_none()
     if account is not None and account.locked_until is not None and account.locked_until > utcnow():
         return LoginCheck(address, account.id, False, account.locked_until)
-    stored = account.password_hash if account is not None and account.password_hash else _DUMMY_HASH
-    try:
-        ok = _hasher.verify(stored, password)
-    except (VerificationError, InvalidHashError):
-        ok = False
+    ok = verify_password(account.password_hash if account is not None else None, password)
     ok = bool(ok and account is not None and account.password_hash and account.status == ACTIVE)
     return LoginCheck(address, account.id if account else None, ok, None)
 
@@ -251,7 +246,7 @@ def record_login(session: Session, *, check: LoginCheck, password: str, settings
                      object_id=account.id, details={"reason": "locked"})
         return LoginResult(None, max(locked, default=now))
     if check.password_ok and account.status == ACTIVE:
-        if _hasher.check_needs_rehash(account.password_hash):
+        if needs_rehash(account.password_hash):
             account.password_hash = hash_password(password)
         account.failed_logins, account.locked_until, account.last_login_at = 0, None, now
         audit.record(session, actor=_actor(account.email), action=LOGIN, object_type="portal_account",
@@ -300,7 +295,7 @@ def disable(session: Session, *, actor: User, customer_id: str) -> PortalAccount
 
 def _signing_key(settings: Settings) -> bytes:
     # Derived from (not equal to) the staff secret: a customer token never verifies as a staff token.
-    return hmac.new(_token_secret(settings), b"postroom portal tokens", hashlib.sha256).digest()
+    return hmac.new(token_secret(settings), b"postroom portal tokens", hashlib.sha256).digest()
 
 
 def issue_token(account: PortalAccount, settings: Settings) -> tuple[str, dt.datetime]:

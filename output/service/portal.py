@@ -27,7 +27,7 @@ from repository.models import Document, DocumentVersion
 from repository.service import read_version
 
 # The document listing's (created_at, id) cursor fits letters as well: one cursor format for newest-first lists.
-from repository.service.documents import ACTIVE, _decode_cursor, _encode_cursor
+from repository.service.documents import ACTIVE, decode_cursor, encode_cursor
 
 PORTAL = "portal"
 MAX_PAGE = 200
@@ -81,12 +81,12 @@ def list_inbox(session: Session, *, customer_id: str, cursor: str | None = None,
     limit = min(max(limit, 1), MAX_PAGE)
     stmt = _inbox(customer_id)
     if cursor:
-        at, last_id = _decode_cursor(cursor)
+        at, last_id = decode_cursor(cursor)
         stmt = stmt.where(or_(Letter.created_at < at, and_(Letter.created_at == at, Letter.id < last_id)))
     rows = list(session.execute(stmt.order_by(Letter.created_at.desc(), Letter.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    return InboxPage([_item(*row) for row in rows], _encode_cursor(rows[-1][0]) if more else None)
+    return InboxPage([_item(*row) for row in rows], encode_cursor(rows[-1][0]) if more else None)
 
 
 def get_inbox_letter(session: Session, *, customer_id: str, letter_id: str) -> InboxLetter:

@@ -225,21 +225,23 @@ def list_documents(
     if customer_id is not None:
         stmt = stmt.where(Document.customer_id == customer_id)
     if cursor:
-        at, last_id = _decode_cursor(cursor)
+        at, last_id = decode_cursor(cursor)
         stmt = stmt.where(or_(Document.created_at < at, and_(Document.created_at == at, Document.id < last_id)))
     stmt = stmt.order_by(Document.created_at.desc(), Document.id.desc()).limit(limit + 1)
     rows = list(session.execute(stmt).scalars())
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(rows, _encode_cursor(rows[-1]) if more else None)
+    return Page(rows, encode_cursor(rows[-1]) if more else None)
 
 
-def _encode_cursor(document: Document) -> str:
+def encode_cursor(document: Document) -> str:
+    """A listing cursor after this row (newest-first listings ordered by created_at, id)."""
     raw = json.dumps([document.created_at.isoformat(), document.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    """The (created_at, id) a cursor points after; InvalidInputError for a cursor we did not make."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, last_id = json.loads(raw)
