@@ -7,6 +7,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ops/setup-python.sh
+# Letters are composed by LibreOffice (apt). Without it everything else works and letters answer 503, so a
+# machine where apt cannot install it (no root, no network) still starts; set POSTROOM_SKIP_LIBREOFFICE=1 to skip.
+if [ -z "${POSTROOM_SKIP_LIBREOFFICE:-}" ] && ! ops/libreoffice.sh; then
+    echo "LibreOffice could not be installed: letters will answer 503 until ops/libreoffice.sh succeeds" >&2
+fi
 export POSTROOM_DATA_DIR="${POSTROOM_DATA_DIR:-./postroom-data}"
 .venv/bin/postroom db upgrade
 if ! .venv/bin/postroom users exists admin 2>/dev/null; then
