@@ -16,7 +16,7 @@ from email.utils import formataddr, formatdate, parseaddr
 
 from pydantic import SecretStr
 
-from output.channels.base import SENT, ChannelNotConfiguredError, Outgoing, SendResult, failed
+from output.channels.base import SENT, TAKEN_OVER, ChannelNotConfiguredError, Outgoing, SendResult, failed
 
 LETTER_HEADER = "X-Postroom-Letter"
 _SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -108,9 +108,9 @@ class EmailChannel:
         ref = mime["Message-ID"]
         try:
             with self._connect() as smtp:
-                if not self._transfer(smtp, mime, message.recipient.email, ref, message.commit_point):
-                    return failed("the send was taken over by another dispatcher; not sent", retryable=False,
-                                  provider_ref=ref)
+                outcome = self._transfer(smtp, mime, message.recipient.email, ref, message.commit_point)
+                if outcome is not None:
+                    return outcome
         except smtplib.SMTPRecipientsRefused as exc:
             code, answer = next(iter(exc.recipients.values()))
             return _answer_failure(code, answer, ref)
@@ -128,10 +128,12 @@ class EmailChannel:
         return SendResult(status=SENT, provider_ref=ref, detail="accepted by the SMTP relay", retryable=False)
 
     def _transfer(self, smtp: smtplib.SMTP, mime: EmailMessage, to: str, ref: str,
-                  commit_point: Callable[[str], bool] | None) -> bool:
+                  commit_point: Callable[[str], bool] | None) -> SendResult | None:
         """MAIL, RCPT, DATA, the message, then `commit_point` and only then the final dot: a relay delivers
         nothing whose data never ended, so a sender that dies before the dot sends nothing, and one that dies
-        after it has already recorded the hand-over. False when the commit point said no (nothing sent)."""
+        after it has already recorded the hand-over. None when the relay accepted; TAKEN_OVER when the commit
+        point said no (nothing sent); `sent` when the relay's answer to the dot was lost (it may well have
+        the message, and sending again could deliver it twice)."""
         sender = parseaddr(self.sender)[1]
         international = not (sender.isascii() and to.isascii())
         options = ["SMTPUTF8", "BODY=8BITMIME"] if international else []
@@ -149,12 +151,18 @@ class EmailChannel:
         smtp.send(data if data.endswith(b"\r\n") else data + b"\r\n")
         if commit_point is not None and not commit_point(ref):
             smtp.close()  # the data never ends: the relay discards it
-            return False
+            return SendResult(status=TAKEN_OVER, provider_ref=ref, detail="another dispatcher owns this send",
+                              retryable=False)
         smtp.send(b".\r\n")
-        code, answer = smtp.getreply()
+        try:
+            code, answer = smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            return SendResult(status=SENT, provider_ref=ref, retryable=False,
+                              detail=f"handed to the relay, whose answer was lost ({exc.__class__.__name__}); "
+                                     "not sent again")
         if code != 250:
             raise smtplib.SMTPDataError(code, answer)
-        return True
+        return None
 
     def check(self, provider_ref: str) -> SendResult | None:
         """Email cannot be polled: news arrives as a bounce (parse_bounce), so it is always still pending."""

@@ -9,6 +9,7 @@ from typing import Protocol, runtime_checkable
 SENT = "sent"
 DELIVERED = "delivered"
 FAILED = "failed"
+TAKEN_OVER = "taken_over"  # the commit point said no: another dispatcher owns this send; record nothing
 
 
 @dataclass(frozen=True)

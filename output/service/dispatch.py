@@ -11,8 +11,10 @@ Decisions:
   end of data: the hand-over is committed (provider_ref `handover:<Message-ID>`) and only then is the final dot
   sent. A relay delivers nothing whose data never ended, so a crash before the dot sends nothing (the row is
   sent again); a row found with the hand-over recorded and its lease expired is marked `sent` (with a note) and
-  never sent again. What is left is a crash in the microseconds between that commit and writing the dot: the
-  email is then marked sent but was not. That is the price of never sending twice; the note says so.
+  never sent again, and a second dispatcher that took the row over meanwhile is refused at the commit point and
+  records nothing. A lost answer to the dot counts as sent. What is left is a crash in the microseconds between
+  that commit and writing the dot: the email is then marked sent but was not. That is the price of never
+  sending twice; the note says so.
 - Claims use FOR UPDATE SKIP LOCKED on PostgreSQL, so several dispatchers share the work.
 - Failures: a retryable one is retried with exponential backoff (POSTROOM_DISPATCH_BACKOFF_SECONDS, doubled)
   until POSTROOM_DISPATCH_MAX_ATTEMPTS; then, or at once for a permanent failure or a bounce, the row is
@@ -38,7 +40,7 @@ from sqlalchemy.orm import Session
 from output import events as names
 from output.channels import DELIVERED, SENT, ChannelError, Outgoing, Recipient, SendResult, get_channel
 from output.channels._email import parse_bounce
-from output.channels.base import failed
+from output.channels.base import TAKEN_OVER, failed
 from output.models import BOUNCED, FAILED, QUEUED, SENDING, Dispatch, Letter
 from output.service import policy
 from output.service.letters import add_event, refresh_status
@@ -114,6 +116,9 @@ def _unconfirmed(session: Session, row: Dispatch, now: dt.datetime) -> None:
     letter = session.get(Letter, row.letter_id)
     add_event(session, row, letter, SENT, detail)
     refresh_status(session, letter)
+    audit.record(session, actor=ACTOR, action="letter.dispatch_sent", object_type="dispatch", object_id=row.id,
+                 details={"letter_id": letter.id, "channel": row.channel, "attempts": row.attempts,
+                          "provider_ref": row.provider_ref, "detail": detail})
 
 
 def _commit_point(engine: Engine, dispatch_id: str) -> Callable[[str], bool]:
@@ -208,6 +213,8 @@ def _give_up(session: Session, settings: Settings, row: Dispatch, letter: Letter
 
 
 def _record(engine: Engine, settings: Settings, dispatch_id: str, action: str, result: SendResult | None) -> None:
+    if result is not None and result.status == TAKEN_OVER:
+        return  # the other dispatcher handed the message over and records the outcome
     with transaction(engine) as session:
         row = _lock(session, dispatch_id)
         expected = SENDING if action == SEND else SENT

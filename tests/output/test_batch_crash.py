@@ -149,3 +149,31 @@ def test_a_message_handed_over_as_its_dispatcher_died_is_not_sent_again(make_use
                  .scalars()]
         assert kinds == ["queued", "sent"]
     assert smtp.messages == []
+
+
+def test_only_one_dispatcher_passes_the_commit_point_and_the_other_records_nothing(make_user, smtp,  # noqa: ANN001, F811
+                                                                                  uno_pool) -> None:  # noqa: ANN001, F811
+    from output.channels.base import TAKEN_OVER, SendResult
+    from output.service.dispatch import SEND, _commit_point, _record
+    from repository.config import get_settings
+    from repository.db import get_engine
+
+    author, approver = make_user("alice", "author"), make_user("bob", "approver")
+    approved_template(author, approver)
+    customer_id = customer(author, "T-1", email="t1@example.com")
+    with transaction() as s:
+        letter_id = create_letter(s, actor=author.user, template="statement", customer_id=customer_id,
+                                  data={"balance": 1}, channel="email").id
+    with transaction() as s:  # dispatcher A claimed it; its lease ran out and B claimed it too
+        row = s.execute(select(Dispatch).where(Dispatch.letter_id == letter_id)).scalar_one()
+        row.state, row.attempts, row.lease_until = "sending", 2, utcnow() + dt.timedelta(minutes=5)
+        row_id = row.id
+    a, b = _commit_point(get_engine(), row_id), _commit_point(get_engine(), row_id)
+    assert a("<pr.a@localhost>") is True
+    assert b("<pr.a@localhost>") is False  # B stops before the final dot: the relay gets one message
+    _record(get_engine(), get_settings(), row_id, SEND,
+            SendResult(status=TAKEN_OVER, provider_ref="<pr.a@localhost>", detail="taken over", retryable=False))
+    with transaction(readonly=True) as s:
+        row = s.get(Dispatch, row_id)
+        assert (row.state, row.provider_ref) == ("sending", f"{HANDOVER}<pr.a@localhost>")  # A records the outcome
+        assert s.execute(select(func.count()).select_from(Dispatch)).scalar_one() == 1  # no fallback queued

@@ -172,7 +172,7 @@ def test_the_commit_point_comes_before_the_end_of_data_and_can_stop_the_send(smt
         return False
 
     stopped = channel.send(dataclasses.replace(_letter(), commit_point=refuse))
-    assert (stopped.status, stopped.retryable) == ("failed", False)
+    assert (stopped.status, stopped.retryable) == ("taken_over", False)
     assert recorder.messages == []  # the data was sent but never ended: the relay delivered nothing
     seen.clear()
     sent = channel.send(dataclasses.replace(_letter(), commit_point=lambda ref: seen.append((ref, len(
