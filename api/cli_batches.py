@@ -60,7 +60,7 @@ def _start_converters() -> None:
 def _run(batch_id: str, owner: str) -> batches.Progress:
     """Run a batch this process holds, with a progress bar; Ctrl-C or SIGTERM stops after the chunks in flight."""
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     try:
@@ -73,13 +73,10 @@ def _run(batch_id: str, owner: str) -> batches.Progress:
                 bar.update(task, completed=p.rows_done + p.rows_failed,
                            description=f"{p.rows_done} letters, {p.rows_failed} failed")
 
-            try:
-                return batches.BatchRunner(batch_id, owner=owner, stop=stop, on_progress=advance).run()
-            except KeyboardInterrupt:
-                stop.set()
-                return batches.progress_of(batch_id)
+            return batches.BatchRunner(batch_id, owner=owner, stop=stop, on_progress=advance).run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _report(batch_id: str) -> None:

@@ -16,6 +16,7 @@ DISPATCH_DAMAGED = "letter.damaged"  # the print house's inserter damaged the pi
 BATCH_CREATED = "batch.created"
 BATCH_COMPLETED = "batch.completed"
 BATCH_CANCELLED = "batch.cancelled"
+BATCH_FAILED = "batch.failed"
 PRINT_RUN_CREATED = "print_run.created"
 PRINT_RESULTS_IMPORTED = "print_run.results_imported"
 

@@ -116,6 +116,7 @@ class LetterBatch(Base):
     rows_failed: Mapped[int] = mapped_column(Integer, default=0)
     pages: Mapped[int] = mapped_column(Integer, default=0)
     runs: Mapped[int] = mapped_column(Integer, default=0)  # how many times a runner took it (resumes after crashes)
+    failed_runs: Mapped[int] = mapped_column(Integer, default=0)  # runs in a row that ended in an error
     lease_owner: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)

@@ -132,12 +132,16 @@ class RecordFile:
         if record is None or record[1] is None:
             raise InvalidInputError(f"the CSV header row cannot be read: {record[2] if record else 'no rows'}",
                                     field="file")
-        columns = [c.strip().lower() for c in record[1]]
+        columns = [self.normalise_header(c) for c in record[1]]
         twice = sorted({c for c in columns if columns.count(c) > 1})
         if twice:
             raise InvalidInputError(f"CSV column(s) named twice: {', '.join(twice)}", field="file")
         self.check_header(columns)
         return columns
+
+    def normalise_header(self, name: str) -> str:
+        """A CSV column name as the fields use it (stripped and lower-cased unless a subclass says otherwise)."""
+        return name.strip().lower()
 
     def check_header(self, columns: list[str]) -> None:
         """InvalidInputError when the CSV header is not acceptable."""
@@ -155,7 +159,7 @@ class RecordFile:
         raise NotImplementedError
 
     def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line number, fields) for every row; a row that cannot be read is a MalformedRow with its errors."""
+        """(line number, fields) for every row; a row that cannot be read is what `bad_row` makes of it."""
         return self._csv_rows() if self.format == "csv" else self._jsonl_rows()
 
     def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -76,7 +76,8 @@ def _create_from_file(user: User, staged: StagedContent, fields: dict[str, str],
     return idempotent_create(user, key, request, make, status_code=202, headers=_location)
 
 
-def _create_from_rows(user: User, body: BatchIn, key: str | None) -> JSONResponse:
+def _create_from_rows(user: User, staged: StagedContent, key: str | None) -> JSONResponse:
+    body = _from_json(staged)
     request = ("POST", "/batches", body.model_dump())
 
     def make(session: Session) -> dict:
@@ -107,8 +108,7 @@ async def create(request: Request, user: CurrentUser,
             f"file; not {media or 'a body without a Content-Type'}")
     try:
         if media == "application/json":
-            body = _from_json(staged)
-            return await run_in_threadpool(_create_from_rows, user, body, idempotency_key)
+            return await run_in_threadpool(_create_from_rows, user, staged, idempotency_key)
         if media != "multipart/form-data":
             fields = {k: v for k, v in request.query_params.items() if k in ("template", "category", "channel")}
         return await run_in_threadpool(_create_from_file, user, staged, fields, declared, idempotency_key)

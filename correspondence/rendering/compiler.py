@@ -218,12 +218,18 @@ _PAGE_FIELD = re.compile(r"\b(?:PAGE|NUMPAGES|SECTIONPAGES)\b")
 
 def _needs_sections(body_source: str, sect_pr: str, static: list[tuple[str, bytes]]) -> bool:
     """Whether the letters of a batch must each be a section of their own: when page numbers must restart per
-    letter, a first-page header must repeat per letter, or the template has sections of its own. Otherwise a
+    letter, a first-page header must repeat per letter, even and odd pages have their own headers, or the
+    template has sections of its own. Otherwise a
     page break separates them: LibreOffice lays out 250 one-page letters about a quarter faster that way."""
     if "<w:sectPr" in body_source or "<w:titlePg" in sect_pr or _PAGE_FIELD.search(body_source):
         return True
-    return any(_PAGE_FIELD.search(content.decode("utf-8", "replace")) for name, content in static
-               if re.match(r"^word/(header|footer)\d*\.xml$", name))
+    for name, content in static:
+        if name == "word/settings.xml" and b"<w:evenAndOddHeaders" in content:
+            return True  # with page breaks, every other letter would start on an even page's header
+        if re.match(r"^word/(header|footer)\d*\.xml$", name) and _PAGE_FIELD.search(content.decode("utf-8",
+                                                                                                     "replace")):
+            return True
+    return False
 
 
 def _compile(part: str, source: str) -> Template:

@@ -141,7 +141,8 @@ def archive_letters(session: Session, *, actor: User, composed: Sequence[Compose
     wanted = sorted({c.prepared.customer_id for c in composed})
     # Locked, so two letters to one customer count each other against the marketing cap (PostgreSQL; SQLite's
     # writing transaction holds the database's write lock anyway).
-    customers = {c.id: c for c in session.execute(select(Customer).where(Customer.id.in_(wanted)).with_for_update()
+    customers = {c.id: c for c in session.execute(select(Customer).where(Customer.id.in_(wanted))
+                                                  .order_by(Customer.id).with_for_update()  # one lock order
                                                   .execution_options(populate_existing=True)).scalars()}
     plans: list[list[policy.Plan]] = []
     counted: dict[str, int] = {}  # marketing letters to each customer earlier in this call (not yet inserted)
@@ -154,14 +155,18 @@ def archive_letters(session: Session, *, actor: User, composed: Sequence[Compose
         if policy.counts_against_cap(settings, item.prepared.category, chosen):
             counted[customer.id] = counted.get(customer.id, 0) + 1
         plans.append(chosen)
-    documents = create_documents(session, actor=actor, document_type=LETTER_TYPE, items=[
-        NewDocument(title=f"Letter {c.prepared.reference} ({c.prepared.template_name})",
-                    content=stage_stream(iter([c.pdf]), max_bytes=max(settings.max_upload_bytes, len(c.pdf)),
-                                         tmp_dir=settings.tmp_dir, filename=f"{c.prepared.reference}.pdf"),
-                    customer_id=c.prepared.customer_id, metadata=_archive_metadata(c, [p.channel for p in plan],
-                                                                                    batch_id),
-                    comment="archived as composed")
-        for c, plan in zip(composed, plans, strict=True)])
+    items = [NewDocument(title=f"Letter {c.prepared.reference} ({c.prepared.template_name})",
+                         content=stage_stream(iter([c.pdf]), max_bytes=max(settings.max_upload_bytes, len(c.pdf)),
+                                              tmp_dir=settings.tmp_dir, filename=f"{c.prepared.reference}.pdf"),
+                         customer_id=c.prepared.customer_id,
+                         metadata=_archive_metadata(c, [p.channel for p in plan], batch_id),
+                         comment="archived as composed")
+             for c, plan in zip(composed, plans, strict=True)]
+    try:
+        documents = create_documents(session, actor=actor, document_type=LETTER_TYPE, items=items)
+    finally:
+        for item in items:
+            item.content.release()  # a big letter was spooled to a temp file
     letters, dispatches, delivered, news, trail = [], [], [], [], []
     for index, (item, plan, document_id) in enumerate(zip(composed, plans, documents, strict=True)):
         p = item.prepared

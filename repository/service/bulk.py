@@ -70,6 +70,8 @@ def create_documents(session: Session, *, actor: User, document_type: str,
         found = set(session.execute(select(Customer.id).where(Customer.id.in_(wanted))).scalars())
         if missing := sorted(wanted - found):
             raise InvalidInputError(f"customer {missing[0]} does not exist", field="customer_id")
+    if any(item.content.sealer is not None for item in items):
+        raise ValueError("create_documents writes its own blobs: stage the content without a sealer")
     ids = [item.document_id or new_id() for item in items]
     media_types = []
     for document_id, item in zip(ids, items, strict=True):

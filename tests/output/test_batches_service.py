@@ -17,6 +17,7 @@ from output.service import batches
 from repository import audit, service
 from repository.db import transaction
 from repository.errors import InvalidInputError, PermissionDeniedError
+from repository.types import utcnow
 from tests.output.letters_support import approved_template, customer, uno_pool  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.usefixtures("repo", "uno_pool"), pytest.mark.libreoffice]
@@ -127,6 +128,40 @@ def test_a_stopped_runner_is_resumed_by_another_and_no_row_gets_two_letters(peop
     with transaction(readonly=True) as s:
         row = s.get(LetterBatchRow, (batch_id, 4))
         assert (row.state, row.letter_id) == ("done", kept)
+        batch = s.get(LetterBatch, batch_id)
+        assert (batch.rows_done, batch.rows_failed) == (10, 0)  # the kept letter is not counted twice
+
+
+def test_csv_columns_keep_their_case_and_a_json_array_file_is_refused(people, template) -> None:  # noqa: ANN001
+    rows = batches.BatchFile(io.BytesIO(b"Customer_Ref,accountNumber,Address.City,balance\nC-1,12,Leeds,3.5\n"),
+                             filename="r.csv", schema={"properties": {"accountNumber": {"type": "integer"},
+                                                                      "balance": {"type": "number"}}}).rows()
+    assert list(rows) == [(2, {"customer_ref": "C-1", "customer_id": None,
+                               "data": {"accountNumber": 12, "Address": {"City": "Leeds"}, "balance": 3.5}})]
+    with pytest.raises(InvalidInputError, match="JSON array"):
+        batches.BatchFile(io.BytesIO(b'[{"customer_ref": "C-1"}]'), filename="r.json")
+
+
+def test_a_runner_that_keeps_failing_pauses_the_batch_then_fails_it(people, template, monkeypatch) -> None:  # noqa: ANN001
+    from output.service.batches import runner
+
+    customer(people["author"], "F-1")
+    batch_id = _create(people["author"], [(1, {"customer_ref": "F-1", "data": {"balance": 1}})])
+    monkeypatch.setattr(runner, "batch_renderer", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    for attempt in range(1, runner.MAX_FAILED_RUNS + 1):
+        progress = _run(batch_id)
+        with transaction(readonly=True) as s:
+            batch = s.get(LetterBatch, batch_id)
+        assert "boom" in batch.last_error and batch.failed_runs == attempt
+        if attempt < runner.MAX_FAILED_RUNS:
+            assert progress.status == "queued" and batch.lease_until > utcnow()  # paused, not spinning
+            assert batches.claim_next(None, owner="other", batch_id=batch_id) is None
+            with transaction() as s:
+                s.execute(update(LetterBatch).where(LetterBatch.id == batch_id).values(lease_until=utcnow()))
+    assert progress.status == "failed"
+    with transaction(readonly=True) as s:
+        assert s.get(LetterBatch, batch_id).finished_at is not None
+        assert s.execute(select(func.count()).select_from(Letter)).scalar_one() == 0
 
 
 def test_only_letter_writers_may_create_batches_and_empty_input_is_refused(people, template) -> None:  # noqa: ANN001

@@ -12,10 +12,12 @@ Decisions:
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
+import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
@@ -30,6 +32,7 @@ from output.service._errors import BatchNotFoundError, ChannelChoiceError
 from output.service.letters import LETTER_TYPE
 from repository import audit, events
 from repository.access import can_write, deny_write
+from repository.config import get_settings
 from repository.errors import InvalidInputError
 from repository.models import User
 from repository.record_file import RecordFile
@@ -40,6 +43,7 @@ MAX_ROW_DATA = 64 * 1024
 _INSERT_ROWS = 1000
 CUSTOMER_KEYS = ("customer_ref", "customer_id")
 BAD = "_problem"  # the key of a row that could not be read
+_CATEGORY = re.compile(r"[a-z][a-z0-9_-]{0,49}")
 
 
 def _typed(value: str, schema: dict[str, Any]) -> Any:
@@ -96,9 +100,19 @@ class BatchFile(RecordFile):
 
     key_column = "customer_ref"
 
-    def __init__(self, *args: Any, schema: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, stream: BinaryIO, *, schema: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.schema = schema or {}
-        super().__init__(*args, **kwargs)
+        head = stream.read(64)
+        stream.seek(0)
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+            raise InvalidInputError("the file is a JSON array: send its rows as JSON Lines (one object a line), or "
+                                    "as the JSON body {\"template\", \"rows\"}", field="file")
+        super().__init__(stream, **kwargs)
+
+    def normalise_header(self, name: str) -> str:
+        """Column names keep their case (they are the template's data keys); customer keys match any case."""
+        name = name.strip()
+        return name.lower() if name.lower() in CUSTOMER_KEYS else name
 
     def check_header(self, columns: list[str]) -> None:
         """A customer_ref or customer_id column is required."""
@@ -162,6 +176,10 @@ def create_batch(session: Session, *, actor: User, template: str, rows: Iterable
     if not can_write(actor, get_type(session, name=LETTER_TYPE)):
         raise deny_write(actor, "letter", None, "create letters")
     channel = channel.strip().lower() if channel else None
+    category = (category or "").strip().lower() or None
+    if category is not None and not _CATEGORY.fullmatch(category):
+        raise InvalidInputError("category must be 1-50 characters: a letter, then letters, digits, _ or -",
+                                field="category")
     if channel and channel not in channel_names():
         raise ChannelChoiceError(f"unknown channel {channel!r}; use one of {', '.join(channel_names())}",
                                  field="channel")
@@ -170,11 +188,12 @@ def create_batch(session: Session, *, actor: User, template: str, rows: Iterable
     main = sorted(variants, key=lambda t: (not t.is_default, t.created_at))[0]
     now = utcnow()
     batch = LetterBatch(id=new_id(), template_id=main.id, template_name=main.name, template_version=pinned[main.id],
-                        versions=pinned, category=(category or "").strip().lower() or None, channel=channel,
+                        versions=pinned, category=category, channel=channel,
                         status=BATCH_RUNNING if owner else BATCH_QUEUED, source_name=source_name[:255],
                         source_sha256=source_sha256, rows_total=0, rows_done=0, rows_failed=0, pages=0,
                         runs=1 if owner else 0, lease_owner=owner, created_by=actor.id, created_at=now,
-                        updated_at=now, started_at=now if owner else None)
+                        updated_at=now, started_at=now if owner else None,
+                        lease_until=now + dt.timedelta(seconds=get_settings().batch_lease_seconds) if owner else None)
     session.add(batch)
     session.flush()
     total = failed = 0

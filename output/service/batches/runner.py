@@ -40,10 +40,11 @@ from sqlalchemy.orm import Session
 from correspondence.service import BatchRenderer, Variant, batch_renderer, customer_context, data_digest
 from output import events as names
 from output.compose import ComposeError, LetterMetadata, get_pool, split_letters
-from output.errors import PoolBusyError, ServiceUnavailableError
+from output.errors import ConversionError, PoolBusyError, ServiceUnavailableError
 from output.models import (
     BATCH_CANCELLED,
     BATCH_COMPLETED,
+    BATCH_FAILED,
     BATCH_QUEUED,
     BATCH_RUNNING,
     ROW_DONE,
@@ -71,7 +72,10 @@ from repository.models import Customer, User
 from repository.types import new_id, utcnow
 
 log = logging.getLogger(__name__)
+ACTOR = "system:batch-runner"
 BUSY_WAIT_S = 1.0
+PAUSE_S, MAX_PAUSE_S = 30.0, 900.0  # a paused batch waits this long (doubling per failed run, capped)
+MAX_FAILED_RUNS = 5  # runs that end in an unexpected error, in a row, before the batch is `failed`
 
 
 class LeaseLostError(RuntimeError):
@@ -148,6 +152,8 @@ class BatchRunner:
         self.stop = stop or threading.Event()
         self.on_progress = on_progress
         self.settings = get_settings()
+        self.actor: User | None = None
+        self.actor_name = ACTOR
         self.pool = get_pool()
         self.workdir = Path(tempfile.mkdtemp(prefix="batch-", dir=self._tmp_root()))
 
@@ -162,18 +168,21 @@ class BatchRunner:
             with transaction(self.engine, readonly=True) as session:
                 batch = session.get(LetterBatch, self.batch_id)
                 self.actor = session.get(User, batch.created_by)
+                self.actor_name = self.actor.username if self.actor else ACTOR
                 self.category, self.channel = batch.category, batch.channel
                 self.renderer = batch_renderer(session, pinned=batch.versions)
             return self._loop()
-        except (LeaseLostError, ServiceUnavailableError) as exc:
+        except LeaseLostError as exc:
             log.warning("batch %s: runner stopped: %s", self.batch_id, exc)
-            if isinstance(exc, ServiceUnavailableError):
-                self._release(str(exc))
+            return self.progress()
+        except ServiceUnavailableError as exc:  # LibreOffice is down or missing: wait, then try again
+            log.warning("batch %s paused: %s", self.batch_id, exc)
+            self._release(str(exc), pause=True)
             return self.progress()
         except Exception as exc:
-            log.exception("batch %s failed", self.batch_id)
-            self._release(f"the runner failed: {type(exc).__name__}: {exc}")
-            raise
+            log.exception("batch %s: the runner failed", self.batch_id)
+            self._release(f"the runner failed: {type(exc).__name__}: {exc}", pause=True, error=True)
+            return self.progress()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -288,7 +297,7 @@ class BatchRunner:
                 parts = split_letters(pdf, count=len(items), metadata=[_metadata(i.prepared) for i in items])
                 chunk.composed += [(i.row_no, ComposedLetter(prepared=i.prepared, pdf=part.pdf, pages=part.pages))
                                    for i, part in zip(items, parts, strict=True)]
-            except ComposeError:
+            except (ComposeError, ConversionError):
                 log.warning("batch %s: a chunk of %d letters did not convert; converting them one by one",
                             self.batch_id, len(items))
                 for item in self._singles(chunk, items):
@@ -313,8 +322,10 @@ class BatchRunner:
                 chunk.composed.append((item.row_no, compose_letter(item.prepared)))
                 return
             except PoolBusyError:
+                if self.stop.is_set():
+                    raise
                 time.sleep(BUSY_WAIT_S)
-            except ComposeError as exc:
+            except (ComposeError, ConversionError) as exc:  # this letter crashes or stalls LibreOffice
                 chunk.failed[item.row_no] = exc.detail
                 return
 
@@ -323,12 +334,12 @@ class BatchRunner:
     def _archive(self, chunk: Chunk) -> None:
         composed = sorted(chunk.composed, key=lambda pair: pair[0])
         with transaction(self.engine) as session:
-            # A row that already has its letter keeps it (the unique (batch, row) would refuse a second anyway).
+            # A row that already has its letter keeps it (a second would break the unique (batch, row) and
+            # stop the runner); it was counted when its letter was made.
             made = dict(session.execute(select(Letter.batch_row, Letter.id).where(
                 Letter.batch_id == self.batch_id, Letter.batch_row.in_([r for r, _c in composed]))).all())
             fresh = [(r, c) for r, c in composed if r not in made]
-            self._renew(session, done=len(composed), failed=len(chunk.failed),
-                        pages=sum(c.pages for _r, c in fresh))
+            self._renew(session, done=len(fresh), failed=len(chunk.failed), pages=sum(c.pages for _r, c in fresh))
             try:
                 with session.begin_nested():
                     ids = archive_letters(session, actor=self.actor, composed=[c for _r, c in fresh],
@@ -384,7 +395,7 @@ class BatchRunner:
             batch = session.get(LetterBatch, self.batch_id, populate_existing=True)
             left = session.execute(select(LetterBatchRow.row_no).where(
                 LetterBatchRow.batch_id == self.batch_id, LetterBatchRow.state == ROW_PENDING).limit(1)).first()
-            if left is not None:  # rows that were pending behind the cursor (a stop mid-way): run again
+            if left is not None:  # rows made pending again behind the cursor (by hand): run the batch again
                 batch.lease_owner, batch.lease_until, batch.status = None, None, BATCH_QUEUED
                 return _progress(batch)
             batch.status, batch.finished_at = BATCH_COMPLETED, utcnow()
@@ -400,13 +411,26 @@ class BatchRunner:
             self.on_progress(progress)
         return progress
 
-    def _release(self, error: str | None) -> None:
-        """Give the batch back (queued, lease cleared) so another run picks it up; keeps why, if anything."""
+    def _release(self, reason: str | None, *, pause: bool = False, error: bool = False) -> None:
+        """Give the batch back (queued) so a runner picks it up again: at once, or after a pause that grows with
+        each failed run. A batch whose runs failed MAX_FAILED_RUNS times in a row is `failed` (with why)."""
+        now = utcnow()
         with transaction(self.engine) as session:
-            session.execute(update(LetterBatch).where(
+            batch = session.execute(select(LetterBatch).where(
                 LetterBatch.id == self.batch_id, LetterBatch.lease_owner == self.owner,
-                LetterBatch.status == BATCH_RUNNING).values(
-                status=BATCH_QUEUED, lease_owner=None, lease_until=None, last_error=error, updated_at=utcnow()))
+                LetterBatch.status == BATCH_RUNNING).with_for_update()).scalar_one_or_none()
+            if batch is None:
+                return
+            batch.failed_runs = batch.failed_runs + 1 if error else 0
+            batch.lease_owner, batch.last_error, batch.updated_at = None, reason, now
+            batch.lease_until = now + _pause(batch.failed_runs or 1) if pause else None
+            batch.status = BATCH_QUEUED
+            if batch.failed_runs >= MAX_FAILED_RUNS:
+                batch.status, batch.finished_at, batch.lease_until = BATCH_FAILED, now, None
+                audit.record(session, actor=self.actor_name, action=names.BATCH_FAILED, object_type="letter_batch",
+                             object_id=batch.id,
+                             details={"runs": batch.runs, "error": reason, "letters": batch.rows_done})
+                events.emit(session, names.BATCH_FAILED, {"batch_id": batch.id, "error": reason})
 
     def progress(self) -> Progress:
         """The batch's counts as committed."""
@@ -417,6 +441,10 @@ def progress_of(batch_id: str, *, engine: Engine | None = None) -> Progress:
     """A batch's counts as committed."""
     with transaction(engine, readonly=True) as session:
         return _progress(session.get(LetterBatch, batch_id))
+
+
+def _pause(failed_runs: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(PAUSE_S * 2 ** (failed_runs - 1), MAX_PAUSE_S))
 
 
 def _progress(batch: LetterBatch) -> Progress:
@@ -464,7 +492,7 @@ def run_batches(engine: Engine, stop: threading.Event, *, poll_seconds: float = 
         batch_id = claim_next(engine, owner=owner)
         if batch_id is None:
             return 0
-        BatchRunner(batch_id, owner=owner, engine=engine, stop=stop).run()
-        return 1
+        progress = BatchRunner(batch_id, owner=owner, engine=engine, stop=stop).run()
+        return 1 if progress.status == BATCH_COMPLETED else 0  # a paused batch must not spin the loop
 
     events.poll_until_stopped(step, stop, poll_seconds=poll_seconds, what="batch run")

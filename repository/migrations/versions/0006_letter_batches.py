@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("rows_failed", sa.Integer(), nullable=False),
         sa.Column("pages", sa.Integer(), nullable=False),
         sa.Column("runs", sa.Integer(), nullable=False),
+        sa.Column("failed_runs", sa.Integer(), nullable=False),
         sa.Column("lease_owner", sa.String(100), nullable=True),
         _when("lease_until", nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
