@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -64,6 +66,31 @@ def register_subscribers() -> None:
     correspondence_events.register()
 
 
+def start_background(stop: threading.Event, *, dispatch: bool = True, batches: bool = True) -> list[threading.Thread]:
+    """Start the outbox worker and, if asked, the dispatcher (letters leave through the ledger) and the batch
+    runner, each on a daemon thread looping until `stop` is set."""
+    settings = get_settings()
+    loops: list[tuple[str, Callable[..., None], dict[str, Any]]] = [
+        ("outbox-worker", run_worker, {"poll_seconds": settings.outbox_poll_seconds,
+                                       "max_attempts": settings.outbox_max_attempts})]
+    if dispatch:
+        loops.append(("dispatcher", run_dispatcher, {"poll_seconds": settings.dispatch_poll_seconds}))
+    if batches:
+        loops.append(("batch-runner", run_batches, {"poll_seconds": settings.batch_poll_seconds}))
+    threads = [threading.Thread(target=loop, args=(get_engine(), stop), kwargs=kwargs, name=name, daemon=True)
+               for name, loop, kwargs in loops]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def stop_background(stop: threading.Event, threads: list[threading.Thread]) -> None:
+    """Stop the background loops, letting each finish what it is doing (a batch its chunks in flight)."""
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
 def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     """Build the application; the outbox worker runs in a thread unless disabled."""
     settings = get_settings()
@@ -73,36 +100,12 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):  # noqa: ANN202
         stop = threading.Event()
-        worker = None
-        if start_worker:
-            worker = threading.Thread(
-                target=run_worker, args=(get_engine(), stop),
-                kwargs={"poll_seconds": settings.outbox_poll_seconds, "max_attempts": settings.outbox_max_attempts},
-                name="outbox-worker", daemon=True,
-            )
-            worker.start()
-        dispatcher = None
-        if start_worker and settings.run_dispatcher_in_serve:
-            # Letters leave through the dispatch ledger (output/service/dispatch.py), beside the outbox worker.
-            dispatcher = threading.Thread(
-                target=run_dispatcher, args=(get_engine(), stop),
-                kwargs={"poll_seconds": settings.dispatch_poll_seconds}, name="dispatcher", daemon=True,
-            )
-            dispatcher.start()
-        batch_runner = None
-        if start_worker and settings.run_batches_in_serve:
-            batch_runner = threading.Thread(
-                target=run_batches, args=(get_engine(), stop),
-                kwargs={"poll_seconds": settings.batch_poll_seconds}, name="batch-runner", daemon=True,
-            )
-            batch_runner.start()
+        threads = start_background(stop, dispatch=settings.run_dispatcher_in_serve,
+                                   batches=settings.run_batches_in_serve) if start_worker else []
         try:
             yield
         finally:
-            stop.set()
-            for thread in (worker, dispatcher, batch_runner):
-                if thread is not None:
-                    thread.join(timeout=30 if thread is batch_runner else 10)
+            stop_background(stop, threads)
             if start_worker:
                 # The serving process owns its LibreOffice workers (they run in their own sessions and would
                 # outlive it); in-process test apps share one pool across app instances instead.

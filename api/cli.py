@@ -75,35 +75,21 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Deliver outbox events and dispatch letters until stopped (SIGTERM or Ctrl-C)."""
-    from api.app import register_subscribers
+    """Deliver outbox events, dispatch letters and run letter batches until stopped (SIGTERM or Ctrl-C)."""
+    from api.app import register_subscribers, start_background, stop_background
     from output.compose import reset_pool
-    from output.service import run_dispatcher
-    from output.service.batches import run_batches
-    from repository.events import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_subscribers()
-    settings = get_settings()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    # Letters leave through the dispatch ledger, on a thread beside the outbox loop.
-    dispatcher = threading.Thread(target=run_dispatcher, args=(get_engine(), stop),
-                                  kwargs={"poll_seconds": settings.dispatch_poll_seconds}, name="dispatcher",
-                                  daemon=True)
-    dispatcher.start()
-    # Letter batches run on their own thread too: a batch spends most of its time waiting for LibreOffice.
-    batch_runner = threading.Thread(target=run_batches, args=(get_engine(), stop),
-                                    kwargs={"poll_seconds": settings.batch_poll_seconds}, name="batch-runner",
-                                    daemon=True)
-    batch_runner.start()
+    threads = start_background(stop)
     try:
-        run_worker(get_engine(), stop, poll_seconds=settings.outbox_poll_seconds,
-                   max_attempts=settings.outbox_max_attempts)
+        while not stop.wait(1.0):
+            pass
     except KeyboardInterrupt:
-        stop.set()
-    dispatcher.join(timeout=10)
-    batch_runner.join(timeout=30)
+        pass
+    stop_background(stop, threads)
     reset_pool()  # this process's LibreOffice workers run in their own sessions and would outlive it
 
 

@@ -128,14 +128,19 @@ def test_a_batch_survives_its_worker_being_killed_mid_batch(make_user, smtp) -> 
         f"k{i}@example.com" for i in range(ROWS))
 
 
-def test_a_message_handed_over_as_its_dispatcher_died_is_not_sent_again(make_user, smtp,  # noqa: ANN001, F811
-                                                                         uno_pool) -> None:  # noqa: ANN001, F811
+def _email_letter(make_user) -> str:  # noqa: ANN001
+    """A letter queued on the email channel; its id."""
     author, approver = make_user("alice", "author"), make_user("bob", "approver")
     approved_template(author, approver)
     customer_id = customer(author, "H-1", email="h1@example.com")
     with transaction() as s:
-        letter_id = create_letter(s, actor=author.user, template="statement", customer_id=customer_id,
-                                  data={"balance": 1}, channel="email").id
+        return create_letter(s, actor=author.user, template="statement", customer_id=customer_id,
+                             data={"balance": 1}, channel="email").id
+
+
+def test_a_message_handed_over_as_its_dispatcher_died_is_not_sent_again(make_user, smtp,  # noqa: ANN001, F811
+                                                                         uno_pool) -> None:  # noqa: ANN001, F811
+    letter_id = _email_letter(make_user)
     # What a dispatcher killed after its commit point and before the relay's answer leaves behind:
     with transaction() as s:
         row = s.execute(select(Dispatch).where(Dispatch.letter_id == letter_id)).scalar_one()
@@ -158,12 +163,7 @@ def test_only_one_dispatcher_passes_the_commit_point_and_the_other_records_nothi
     from repository.config import get_settings
     from repository.db import get_engine
 
-    author, approver = make_user("alice", "author"), make_user("bob", "approver")
-    approved_template(author, approver)
-    customer_id = customer(author, "T-1", email="t1@example.com")
-    with transaction() as s:
-        letter_id = create_letter(s, actor=author.user, template="statement", customer_id=customer_id,
-                                  data={"balance": 1}, channel="email").id
+    letter_id = _email_letter(make_user)
     with transaction() as s:  # dispatcher A claimed it; its lease ran out and B claimed it too
         row = s.execute(select(Dispatch).where(Dispatch.letter_id == letter_id)).scalar_one()
         row.state, row.attempts, row.lease_until = "sending", 2, utcnow() + dt.timedelta(minutes=5)
