@@ -5,6 +5,7 @@ letters for one row."""
 from __future__ import annotations
 
 import io
+import os
 import threading
 
 import pikepdf
@@ -172,3 +173,17 @@ def test_only_letter_writers_may_create_batches_and_empty_input_is_refused(peopl
         batches.create_batch(s, actor=people["author"].user, template="statement", rows=[])
     with transaction(readonly=True) as s:
         assert s.execute(select(func.count()).select_from(LetterBatch)).scalar_one() == 0
+
+
+def test_a_killed_runners_work_directory_is_swept_by_the_next_runner(people) -> None:  # noqa: ANN001
+    from repository.config import get_settings
+
+    root = get_settings().tmp_dir / "batches"
+    root.mkdir(parents=True, exist_ok=True)
+    abandoned, live = root / "batch-abandoned", root / "batch-live"
+    abandoned.mkdir()
+    (abandoned / "chunk.docx").write_bytes(b"left by a killed runner")
+    os.utime(abandoned, (0, 0))
+    live.mkdir()
+    batches.BatchRunner("any", owner="o")
+    assert not abandoned.exists() and live.exists()

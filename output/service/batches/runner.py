@@ -17,6 +17,7 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -160,6 +161,12 @@ class BatchRunner:
     def _tmp_root(self) -> Path:
         root = self.settings.tmp_dir / "batches"
         root.mkdir(parents=True, exist_ok=True)
+        # A killed runner leaves its work directory; a live one writes into its own every chunk.
+        stale = time.time() - 2 * self.settings.batch_lease_seconds
+        for old in root.glob("batch-*"):
+            with contextlib.suppress(OSError):
+                if old.stat().st_mtime < stale:
+                    shutil.rmtree(old, ignore_errors=True)
         return root
 
     def run(self) -> Progress:
