@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from api.cli_batches import batch_app
+from api.cli_common import console, fail, staff_user
 from repository import audit, identity, service, vault
 from repository.config import get_settings
 from repository.content import stage_stream
@@ -32,13 +32,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
 app.add_typer(keys_app, name="keys")
-console = Console(stderr=True)
 CLI_ACTOR = "cli"
-
-
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
 
 
 @db_app.command("upgrade")
@@ -109,7 +103,7 @@ def users_create(
             user = identity.create_user(session, username=username, password=password, roles=role, actor=CLI_ACTOR)
             console.print(f"created user {user.username} ({', '.join(user.roles)}) id {user.id}")
     except RepositoryError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
 
 
 @users_app.command("exists")
@@ -145,7 +139,7 @@ def audit_verify() -> None:
     if report.ok:
         console.print(f"audit chain verified: {report.checked} rows")
         return
-    _fail(f"audit chain broken at row {report.bad_seq}: {report.reason} ({report.checked} rows verified before it)")
+    fail(f"audit chain broken at row {report.bad_seq}: {report.reason} ({report.checked} rows verified before it)")
 
 
 @keys_app.command("rotate")
@@ -166,7 +160,7 @@ def import_dir(
 ) -> None:
     """Import every file under DIRECTORY as a document, one transaction per file."""
     if not directory.is_dir():
-        _fail(f"{directory} is not a directory")
+        fail(f"{directory} is not a directory")
     from api.app import register_subscribers
 
     register_subscribers()  # imported templates get the same content checks as uploads
@@ -177,7 +171,7 @@ def import_dir(
     with transaction(readonly=True) as session:
         user = session.execute(select(User).where(User.username == as_user)).scalar_one_or_none()
         if user is None:
-            _fail(f"there is no user {as_user!r}; pass --as USERNAME")
+            fail(f"there is no user {as_user!r}; pass --as USERNAME")
         session.expunge(user)
     files = sorted(p for p in directory.rglob("*") if p.is_file())
     settings = get_settings()
@@ -249,11 +243,11 @@ def customers_import(
     from repository.models import User
 
     if not file.is_file():
-        _fail(f"{file} is not a file", 2)
+        fail(f"{file} is not a file", 2)
     with transaction(readonly=True) as session:
         user = session.execute(select(User).where(User.username == as_user)).scalar_one_or_none()
         if user is None:
-            _fail(f"there is no user {as_user!r}; pass --as USERNAME", 2)
+            fail(f"there is no user {as_user!r}; pass --as USERNAME", 2)
         session.expunge(user)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                TimeRemainingColumn())
@@ -272,7 +266,7 @@ def customers_import(
             report = import_customer_file(stream, actor=user, fmt=fmt, filename=file.name, chunk_size=chunk_size,
                                           on_progress=advance, on_rejection=keep if reject_file else None)
     except RepositoryError as exc:
-        _fail(f"nothing imported: {exc.detail}", 2)
+        fail(f"nothing imported: {exc.detail}", 2)
     finally:
         if reject_file:
             reject_file.close()
@@ -297,19 +291,6 @@ print_app = typer.Typer(help="Print house runs.", no_args_is_help=True)
 app.add_typer(print_app, name="print-run")
 
 
-def _staff(username: str, code: int = 1):  # noqa: ANN202
-    from sqlalchemy import select
-
-    from repository.models import User
-
-    with transaction(readonly=True) as session:
-        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
-        if user is None:
-            _fail(f"there is no user {username!r}; pass --as USERNAME", code)
-        session.expunge(user)
-    return user
-
-
 @print_app.command("create")
 def print_run_create(
     as_user: Annotated[str, typer.Option("--as", help="the staff user (admin) to make the run as")] = "admin",
@@ -319,14 +300,14 @@ def print_run_create(
     from output.service import print_house
     from repository.types import utcnow
 
-    user = _staff(as_user)
+    user = staff_user(as_user)
     try:
         run = print_house.make_run(get_engine(), actor=user, now=utcnow())
     except print_house.NothingToPrintError as exc:
         console.print(exc.detail)
         raise typer.Exit(3) from None
     except RepositoryError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     typer.echo(f"{run.id}\t{run.pieces} pieces\t{run.sheets} sheets\t{run.pages} pages")
 
 
@@ -341,15 +322,15 @@ def print_run_import_results(
     from output.service import print_house
 
     if not file.is_file():
-        _fail(f"{file} is not a file")
-    user = _staff(as_user)
+        fail(f"{file} is not a file")
+    user = staff_user(as_user)
     try:
         with transaction() as session, file.open("rb") as stream:
             report = print_house.import_results(session, actor=user, run_id=run_id, stream=stream)
     except RepositoryError as exc:
         for error in exc.extra.get("errors", [])[1:]:
             console.print(f"  [yellow]line {error['line']}[/yellow] {error['message']}")
-        _fail(exc.detail)
+        fail(exc.detail)
     console.print(f"delivered {report.delivered}, damaged {report.damaged}, unchanged {report.unchanged}")
 
 

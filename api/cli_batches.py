@@ -9,36 +9,20 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy import select
 
+from api.cli_common import console, fail, staff_user
+from correspondence.service import approved_schema
 from output.compose import get_pool, reset_pool
 from output.models import LetterBatch
 from output.service import batches
 from repository.config import get_settings
 from repository.db import transaction
 from repository.errors import RepositoryError
-from repository.models import User
 
 batch_app = typer.Typer(help="Letter batches.", no_args_is_help=True)
-console = Console(stderr=True)
 SHOWN_ERRORS = 20
-
-
-def _fail(message: str, code: int = 2) -> None:
-    console.print(f"[red]error:[/red] {message}")
-    raise typer.Exit(code)
-
-
-def _user(username: str) -> User:
-    with transaction(readonly=True) as session:
-        user = session.execute(select(User).where(User.username == username)).scalar_one_or_none()
-        if user is None:
-            _fail(f"there is no user {username!r}; pass --as USERNAME")
-        session.expunge(user)
-        return user
 
 
 def _sha256(path: Path) -> str:
@@ -54,7 +38,7 @@ def _start_converters() -> None:
     try:
         get_pool().start()
     except RepositoryError as exc:
-        _fail(f"the converters cannot start: {exc.detail}")
+        fail(f"the converters cannot start: {exc.detail}", 2)
 
 
 def _run(batch_id: str, owner: str) -> batches.Progress:
@@ -121,14 +105,14 @@ def run(
     from api.app import register_subscribers
 
     if not file.is_file():
-        _fail(f"{file} is not a file")
+        fail(f"{file} is not a file", 2)
     register_subscribers()
-    user = _user(as_user)
+    user = staff_user(as_user, 2)
     owner = batches.new_owner()
     _start_converters()
     try:
         with transaction() as session, file.open("rb") as stream:
-            schema = batches.default_schema(session, actor=user, template=template)
+            schema = approved_schema(session, actor=user, template=template)
             source = batches.BatchFile(stream, filename=file.name, schema=schema)
             batch = batches.create_batch(session, actor=user, template=template, rows=source.rows(),
                                          category=category, channel=channel, source_name=file.name,
@@ -136,7 +120,7 @@ def run(
                                          owner=owner)
             batch_id = batch.id
     except RepositoryError as exc:
-        _fail(f"no batch created: {exc.detail}")
+        fail(f"no batch created: {exc.detail}", 2)
     console.print(f"batch {batch_id}: running")
     try:
         _run(batch_id, owner)
@@ -154,7 +138,7 @@ def resume(batch_id: str) -> None:
     owner = batches.new_owner()
     _start_converters()
     if batches.claim_next(None, owner=owner, batch_id=batch_id) is None:
-        _fail(f"batch {batch_id} is not runnable now: it does not exist, has finished, or another runner holds it")
+        fail(f"batch {batch_id} is not runnable now: it does not exist, has finished, or another runner holds it", 2)
     try:
         _run(batch_id, owner)
     finally:
@@ -167,5 +151,5 @@ def show(batch_id: str) -> None:
     """A batch's counts and first failed rows."""
     with transaction(readonly=True) as session:
         if session.get(LetterBatch, batch_id) is None:
-            _fail(f"there is no batch {batch_id}")
+            fail(f"there is no batch {batch_id}", 2)
     _report(batch_id)

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CurrentUser
 from api.idempotency import idempotent_create
 from api.uploads import read_form, stage_body
+from correspondence.service import approved_schema
 from output.models import LetterBatch
 from output.schemas import BatchIn, BatchOut, BatchRowError, batch_out, batch_row_error
 from output.service import batches
@@ -64,7 +65,7 @@ def _create_from_file(user: User, staged: StagedContent, fields: dict[str, str],
     request = ("POST", "/batches", template, category, channel, staged.sha256)
 
     def make(session: Session) -> dict:
-        schema = batches.default_schema(session, actor=user, template=template)
+        schema = approved_schema(session, actor=user, template=template)
         with staged.open() as stream:
             source = batches.BatchFile(stream, filename=staged.filename or None, media_type=declared, schema=schema)
             batch = batches.create_batch(session, actor=user, template=template, rows=source.rows(),

@@ -1,6 +1,13 @@
 """Correspondence authoring: the functions other code calls (keyword-only, session first, never committing)."""
 
-from correspondence.service.batch import BatchRenderer, Variant, batch_renderer, pin_versions
+from correspondence.service.batch import (
+    BatchRenderer,
+    Variant,
+    approved_schema,
+    batch_renderer,
+    default_variant,
+    pin_versions,
+)
 from correspondence.service.render import (
     RenderedLetter,
     build_context,
@@ -37,12 +44,14 @@ __all__ = [
     "Variant",
     "VersionState",
     "approve",
+    "approved_schema",
     "batch_renderer",
     "build_context",
     "compiled_for",
     "create_template",
     "customer_context",
     "data_digest",
+    "default_variant",
     "get_rules",
     "get_template",
     "get_template_by_name",

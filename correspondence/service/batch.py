@@ -61,6 +61,19 @@ def pin_versions(session: Session, *, actor: User, template: str) -> dict[str, s
     return pinned
 
 
+def default_variant(session: Session, *, pinned: Mapping[str, str]) -> Template:
+    """The pinned variant a customer without a matching locale gets (the default one, else the oldest)."""
+    return pick_variant([session.get(Template, template_id) for template_id in pinned], None)
+
+
+def approved_schema(session: Session, *, actor: User, template: str) -> dict[str, Any]:
+    """The data schema approved with the active version of the template's default variant (to type CSV values)."""
+    pinned = pin_versions(session, actor=actor, template=template)
+    main = default_variant(session, pinned=pinned)
+    row = state_row(session, template=main, label=pinned[main.id])
+    return row.data_schema if row is not None else {}
+
+
 class BatchRenderer:
     """Renders rows of one batch with its pinned versions; no database access after construction."""
 

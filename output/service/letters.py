@@ -13,6 +13,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import secrets
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from correspondence.service import render_letter
 from output import events as names
-from output.compose import get_pool, set_metadata
+from output.compose import LetterMetadata, get_pool, set_metadata
 from output.models import (
     COMPOSED,
     DISPATCHING,
@@ -107,15 +108,20 @@ def prepare_letter(session: Session, *, actor: User, template: str, customer_id:
                           channel=channel, docx=rendered.docx)
 
 
+def letter_metadata(prepared: PreparedLetter) -> LetterMetadata:
+    """What a letter's PDF carries in its XMP: letter id, template and version, title, reference, data hash."""
+    return LetterMetadata(letter_id=prepared.letter_id, template=prepared.template_name,
+                          template_version=prepared.template_version, title=f"Letter {prepared.reference}",
+                          extra={"reference": prepared.reference, "dataSha256": prepared.data_sha256,
+                                 "category": prepared.category})
+
+
 def compose_letter(prepared: PreparedLetter) -> ComposedLetter:
     """Convert the rendered DOCX to PDF/A-2b and write the letter's metadata into its XMP (no database)."""
     if prepared.docx is None:
         raise ValueError("the letter was rendered into a batch document; compose the batch")
     pdf = get_pool().convert(prepared.docx, pdfa=True)
-    pdf = set_metadata(pdf, letter_id=prepared.letter_id, template=prepared.template_name,
-                       template_version=prepared.template_version, title=f"Letter {prepared.reference}",
-                       extra={"reference": prepared.reference, "dataSha256": prepared.data_sha256,
-                              "category": prepared.category})
+    pdf = set_metadata(pdf, **dataclasses.asdict(letter_metadata(prepared)))
     with pikepdf.open(io.BytesIO(pdf)) as doc:
         pages = len(doc.pages)
     return ComposedLetter(prepared=prepared, pdf=pdf, pages=pages)

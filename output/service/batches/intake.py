@@ -22,9 +22,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from correspondence.models import Template
-from correspondence.service import pin_versions
-from correspondence.service.workflow import state_row
+from correspondence.service import default_variant, pin_versions
 from output import events as names
 from output.channels import channel_names
 from output.models import BATCH_QUEUED, BATCH_RUNNING, ROW_FAILED, ROW_PENDING, LetterBatch, LetterBatchRow
@@ -136,15 +134,6 @@ class BatchFile(RecordFile):
         return {"customer_ref": key, BAD: message}
 
 
-def default_schema(session: Session, *, actor: User, template: str) -> dict[str, Any]:
-    """The approved data schema of the template's default variant (to type CSV values)."""
-    pinned = pin_versions(session, actor=actor, template=template)
-    variants = [session.get(Template, template_id) for template_id in pinned]
-    main = sorted(variants, key=lambda t: (not t.is_default, t.created_at))[0]
-    row = state_row(session, template=main, label=pinned[main.id])
-    return row.data_schema if row is not None else {}
-
-
 def _stored(batch_id: str, line: int, record: dict[str, Any]) -> dict[str, Any]:
     ref, cid = record.get("customer_ref"), record.get("customer_id")
     problem = record.get(BAD)
@@ -184,8 +173,7 @@ def create_batch(session: Session, *, actor: User, template: str, rows: Iterable
         raise ChannelChoiceError(f"unknown channel {channel!r}; use one of {', '.join(channel_names())}",
                                  field="channel")
     pinned = pin_versions(session, actor=actor, template=template)
-    variants = [session.get(Template, template_id) for template_id in pinned]
-    main = sorted(variants, key=lambda t: (not t.is_default, t.created_at))[0]
+    main = default_variant(session, pinned=pinned)
     now = utcnow()
     batch = LetterBatch(id=new_id(), template_id=main.id, template_name=main.name, template_version=pinned[main.id],
                         versions=pinned, category=category, channel=channel,

@@ -20,10 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import os
-import secrets
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -34,16 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from correspondence.service import BatchRenderer, Variant, batch_renderer, customer_context, data_digest
 from output import events as names
-from output.compose import ComposeError, LetterMetadata, get_pool, split_letters
+from output.compose import ComposeError, get_pool, split_letters
 from output.errors import ConversionError, PoolBusyError, ServiceUnavailableError
 from output.models import (
-    BATCH_CANCELLED,
     BATCH_COMPLETED,
     BATCH_FAILED,
     BATCH_QUEUED,
@@ -56,13 +52,14 @@ from output.models import (
     LetterBatchRow,
 )
 from output.service import policy
-from output.service._errors import BatchStateError
+from output.service.batches.lease import Progress, claim_next, new_owner, progress_from, progress_of
 from output.service.letters import (
     DEFAULT_CATEGORY,
     ComposedLetter,
     PreparedLetter,
     archive_letters,
     compose_letter,
+    letter_metadata,
     new_reference,
 )
 from repository import audit, events
@@ -81,11 +78,6 @@ MAX_FAILED_RUNS = 5  # runs that end in an unexpected error, in a row, before th
 
 class LeaseLostError(RuntimeError):
     """This runner no longer holds the batch (it was cancelled, or another runner took it over)."""
-
-
-def new_owner() -> str:
-    """A runner's name for leases: host, process and a random part."""
-    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -107,41 +99,6 @@ class Chunk:
     groups: list[tuple[Path | None, list[Item]]] = field(default_factory=list)  # a shared DOCX, or one letter's
     composed: list[tuple[int, ComposedLetter]] = field(default_factory=list)
     last_row: int = 0
-
-
-@dataclass
-class Progress:
-    """Counts of a batch as its runner last committed them."""
-
-    batch_id: str
-    status: str
-    rows_total: int
-    rows_done: int
-    rows_failed: int
-    pages: int
-
-
-def claim_next(engine: Engine | None, *, owner: str, batch_id: str | None = None) -> str | None:
-    """Take the lease of the oldest runnable batch (queued, or running with an expired lease), or of the given
-    one; None when there is none to take."""
-    settings = get_settings()
-    now = utcnow()
-    runnable = (LetterBatch.status.in_((BATCH_QUEUED, BATCH_RUNNING)),
-                or_(LetterBatch.lease_until.is_(None), LetterBatch.lease_until < now))
-    with transaction(engine) as session:
-        query = select(LetterBatch.id).where(*runnable).order_by(LetterBatch.created_at).limit(5)
-        if batch_id is not None:
-            query = query.where(LetterBatch.id == batch_id)
-        for candidate in session.execute(query).scalars().all():
-            taken = session.execute(update(LetterBatch).where(LetterBatch.id == candidate, *runnable).values(
-                status=BATCH_RUNNING, lease_owner=owner, runs=LetterBatch.runs + 1, updated_at=now,
-                lease_until=now + dt.timedelta(seconds=settings.batch_lease_seconds)))
-            if taken.rowcount == 1:
-                batch = session.get(LetterBatch, candidate)
-                if batch.started_at is None:
-                    batch.started_at = now
-                return candidate
-    return None
 
 
 class BatchRunner:
@@ -301,7 +258,7 @@ class BatchRunner:
                 continue
             try:
                 pdf = self._convert(path)
-                parts = split_letters(pdf, count=len(items), metadata=[_metadata(i.prepared) for i in items])
+                parts = split_letters(pdf, count=len(items), metadata=[letter_metadata(i.prepared) for i in items])
                 chunk.composed += [(i.row_no, ComposedLetter(prepared=i.prepared, pdf=part.pdf, pages=part.pages))
                                    for i, part in zip(items, parts, strict=True)]
             except (ComposeError, ConversionError):
@@ -404,7 +361,7 @@ class BatchRunner:
                 LetterBatchRow.batch_id == self.batch_id, LetterBatchRow.state == ROW_PENDING).limit(1)).first()
             if left is not None:  # rows made pending again behind the cursor (by hand): run the batch again
                 batch.lease_owner, batch.lease_until, batch.status = None, None, BATCH_QUEUED
-                return _progress(batch)
+                return progress_from(batch)
             batch.status, batch.finished_at = BATCH_COMPLETED, utcnow()
             batch.lease_owner, batch.lease_until = None, None
             audit.record(session, actor=self.actor.username, action=names.BATCH_COMPLETED,
@@ -413,7 +370,7 @@ class BatchRunner:
                                   "pages": batch.pages, "runs": batch.runs})
             events.emit(session, names.BATCH_COMPLETED, {"batch_id": batch.id, "letters": batch.rows_done,
                                                          "failed": batch.rows_failed})
-            progress = _progress(batch)
+            progress = progress_from(batch)
         if self.on_progress is not None:
             self.on_progress(progress)
         return progress
@@ -444,19 +401,8 @@ class BatchRunner:
         return progress_of(self.batch_id, engine=self.engine)
 
 
-def progress_of(batch_id: str, *, engine: Engine | None = None) -> Progress:
-    """A batch's counts as committed."""
-    with transaction(engine, readonly=True) as session:
-        return _progress(session.get(LetterBatch, batch_id))
-
-
 def _pause(failed_runs: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(PAUSE_S * 2 ** (failed_runs - 1), MAX_PAUSE_S))
-
-
-def _progress(batch: LetterBatch) -> Progress:
-    return Progress(batch_id=batch.id, status=batch.status, rows_total=batch.rows_total, rows_done=batch.rows_done,
-                    rows_failed=batch.rows_failed, pages=batch.pages)
 
 
 def _customers(session: Session, rows: list[LetterBatchRow]) -> dict[tuple[str, str], Customer]:
@@ -469,26 +415,6 @@ def _customers(session: Session, rows: list[LetterBatchRow]) -> dict[tuple[str, 
         found |= {("ref", c.external_ref): c for c in session.execute(
             select(Customer).where(Customer.external_ref.in_(refs))).scalars()}
     return found
-
-
-def _metadata(prepared: PreparedLetter) -> LetterMetadata:
-    return LetterMetadata(letter_id=prepared.letter_id, template=prepared.template_name,
-                          template_version=prepared.template_version, title=f"Letter {prepared.reference}",
-                          extra={"reference": prepared.reference, "dataSha256": prepared.data_sha256,
-                                 "category": prepared.category})
-
-
-def cancel_batch(session: Session, *, actor: User, batch: LetterBatch) -> LetterBatch:
-    """Stop a queued or running batch: no further letters are made (letters already made stay and are sent)."""
-    if batch.status not in (BATCH_QUEUED, BATCH_RUNNING):
-        raise BatchStateError(f"batch {batch.id} is {batch.status}; only a queued or running batch can be cancelled")
-    batch.status, batch.finished_at, batch.updated_at = BATCH_CANCELLED, utcnow(), utcnow()
-    batch.lease_owner, batch.lease_until = None, None
-    audit.record(session, actor=actor.username, action=names.BATCH_CANCELLED, object_type="letter_batch",
-                 object_id=batch.id, details={"letters": batch.rows_done, "pending": batch.rows_total
-                                              - batch.rows_done - batch.rows_failed})
-    events.emit(session, names.BATCH_CANCELLED, {"batch_id": batch.id})
-    return batch
 
 
 def run_batches(engine: Engine, stop: threading.Event, *, poll_seconds: float = 2.0) -> None:
