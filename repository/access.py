@@ -6,6 +6,7 @@ from repository.errors import NotFoundError, PermissionDeniedError
 from repository.models import DocumentType, User
 
 ADMIN = "admin"
+RECORDS_MANAGER = "records_manager"
 
 
 class AccessDeniedError(NotFoundError):
@@ -24,6 +25,11 @@ def can_read(user: User, doc_type: DocumentType) -> bool:
 def can_write(user: User, doc_type: DocumentType) -> bool:
     """True when one of the user's roles may write documents of this type."""
     return _allowed(user, doc_type.write_roles)
+
+
+def can_see_restricted(user: User) -> bool:
+    """Restricted documents (kept after an erasure request) are visible to records managers alone."""
+    return RECORDS_MANAGER in user.roles
 
 
 def require_role(user: User, *roles: str) -> None:

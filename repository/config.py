@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     portal_token_lifetime_minutes: int = 30
     portal_max_failed_logins: int = 5  # failed logins in a row that lock the account ...
     portal_lockout_minutes: float = 15.0  # ... for this long
+    # Records management (records/): fiscal-year cutoff, the disposition sweep, transfers, S3 Object Lock.
+    fiscal_year_start: str = Field("04-01", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")  # MM-DD
+    records_sweep_cron: str = "15 2 * * *"  # when serve/worker propose disposition batches (crontab, UTC); "" off
+    records_sweep_as: str = "system:records-sweep"  # the actor the scheduled sweep is recorded under
+    records_batch_max_items: int = Field(10_000, ge=1)  # documents per proposed disposition batch
+    transfer_dir: Path | None = None  # where `transfer` packages go; <data_dir>/transfers when unset
+    s3_object_lock: Literal["off", "governance", "compliance"] = "off"  # retention mode for declared records
 
     @property
     def resolved_database_url(self) -> str:
@@ -119,6 +126,11 @@ class Settings(BaseSettings):
     def tmp_dir(self) -> Path:
         """Scratch space for uploads being received (same filesystem as the blobs)."""
         return self.data_dir / "tmp"
+
+    @property
+    def resolved_transfer_dir(self) -> Path:
+        """Where disposition transfers write their packages."""
+        return self.transfer_dir or self.data_dir / "transfers"
 
     @property
     def resolved_token_secret_path(self) -> Path:

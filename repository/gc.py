@@ -1,5 +1,5 @@
 """Garbage collection of blobs no version or working copy points at (left by a crash between storing content and
-commit, or by a working copy that was replaced or discarded)."""
+commit, or by a working copy that was replaced or discarded), and of destroyed documents' blobs."""
 
 from __future__ import annotations
 
@@ -61,8 +61,9 @@ def collect(store: BlobStore, *, min_age: dt.timedelta, dry_run: bool = False) -
         old = [b for b in batch if b.modified <= cutoff]
         partial = [b.key for b in old if "/.tmp-" in b.key]
         keys = [b.key for b in old if "/.tmp-" not in b.key]
-        stmt = union(
-            select(DocumentVersion.blob_key).where(DocumentVersion.blob_key.in_(keys)),
+        stmt = union(  # a destroyed document's blobs are garbage even though its version rows remain
+            select(DocumentVersion.blob_key).join(Document, Document.id == DocumentVersion.document_id)
+            .where(DocumentVersion.blob_key.in_(keys), Document.state != "destroyed"),
             select(Document.working_blob_key).where(Document.working_blob_key.in_(keys)),
         )
         with transaction(readonly=True) as session:

@@ -132,6 +132,8 @@ class Document(Base):
     working_media_type: Mapped[str | None] = mapped_column(String(200))
     working_filename: Mapped[str | None] = mapped_column(String(500))
     working_saved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Restricted (an erasure request kept it for its retention): only records managers may see it.
+    restricted: Mapped[bool] = mapped_column(Boolean, default=False)
 
     @property
     def version_label(self) -> str:

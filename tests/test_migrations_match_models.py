@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 
 import correspondence.models  # noqa: F401  (registers its tables)
 import output.models  # noqa: F401
+import records.models  # noqa: F401
 import repository.models  # noqa: F401
 import repository.portal_models  # noqa: F401
 from repository.db import Base, get_engine

@@ -43,12 +43,13 @@ from output.models import (
 from output.service import policy
 from output.service._errors import LetterNotFoundError
 from repository import audit, events
-from repository.access import can_read, can_write, deny_read, deny_write
+from repository.access import can_write, deny_read, deny_write
 from repository.config import get_settings
 from repository.content import stage_stream
 from repository.errors import NotFoundError
 from repository.models import Customer, Document, DocumentType, User
 from repository.service import NewDocument, create_documents, get_type
+from repository.service.documents import readable
 from repository.types import new_id, utcnow
 
 LETTER_TYPE = "letter"
@@ -194,6 +195,7 @@ def archive_letters(session: Session, *, actor: User, composed: Sequence[Compose
                               "kind": row.state, "at": now, "detail": (row.reason or "")[:2000]})
             if row.state in names.BY_KIND:
                 news.append((names.BY_KIND[row.state], {"letter_id": p.letter_id, "customer_id": p.customer_id,
+                                                        "document_id": document_id,
                                                         "channel": row.channel, "dispatch_id": dispatch_id,
                                                         "detail": (row.reason or "")[:500]}))
         trail.append({"actor": actor.username, "action": names.LETTER_CREATED, "object_type": "letter",
@@ -233,6 +235,7 @@ def add_event(session: Session, row: Dispatch, letter: Letter, kind: str, detail
                               at=utcnow(), detail=detail[:2000]))
     if kind in names.BY_KIND:
         events.emit(session, names.BY_KIND[kind], {"letter_id": letter.id, "customer_id": letter.customer_id,
+                                                   "document_id": letter.document_id,
                                                    "channel": row.channel, "dispatch_id": row.id,
                                                    "detail": detail[:500]})
 
@@ -267,7 +270,7 @@ def get_letter(session: Session, *, actor: User, letter_id: str) -> Letter:
     if letter is None:
         raise LetterNotFoundError(f"letter {letter_id} not found")
     document = session.get(Document, letter.document_id)
-    if document is None or not can_read(actor, session.get(DocumentType, document.document_type_id)):
+    if document is None or not readable(session, actor, document):
         raise deny_read(actor, "letter", letter_id)
     return letter
 

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from repository import audit, events, validators, vault
+from repository import audit, events, guards, validators, vault
 from repository.access import ADMIN, can_write, deny_write
 from repository.config import get_settings
 from repository.content import StagedContent
@@ -63,6 +63,7 @@ def prepare_upload(session: Session, *, actor: User, document_id: str | None = N
                              f"create documents: your roles ({', '.join(actor.roles)}) may write no document type")
         return vault.open_sealer(session, runtime, document_id=None)
     document = writable_document(session, actor=actor, document_id=document_id, what="check in this document")
+    guards.check(session, document, "content")
     now = utcnow()
     if lock_holder(document, now) != actor.id:
         raise _not_holder(session, document, actor, now)
@@ -74,6 +75,7 @@ def checkout(session: Session, *, actor: User, document_id: str) -> Document:
     A working copy survives only a check-out by the same user: taking over an expired check-out discards the
     previous holder's (audited) and their WebDAV locks."""
     document = writable_document(session, actor=actor, document_id=document_id, what="check out this document")
+    guards.check(session, document, "checkout")
     now = utcnow()
     previous_holder = document.checked_out_by  # as loaded before the update
     discarded = working_copy_of(document) if previous_holder != actor.id else None
@@ -129,6 +131,7 @@ def checkin(
     copy becomes the version (InvalidInputError when there is none). A working copy is cleared either way, and
     the holder's WebDAV locks are deleted."""
     document = writable_document(session, actor=actor, document_id=document_id, what="check in this document")
+    guards.check(session, document, "content")
     now = utcnow()
     working = working_copy_of(document) if content is None else None
     if content is None and working is None and lock_holder(document, now) == actor.id:

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from repository import audit, events, validators, vault
-from repository.access import can_read, can_write, deny_read, deny_write
+from repository import audit, events, guards, validators, vault
+from repository.access import can_read, can_see_restricted, can_write, deny_read, deny_write
 from repository.content import StagedContent, detect_media_type
 from repository.errors import (
     DocumentLockedError,
@@ -29,7 +29,7 @@ from repository.runtime import get_runtime
 from repository.service.document_types import get_type, media_type_allowed
 from repository.types import new_id, utcnow
 
-ACTIVE, TRASHED = "active", "trashed"
+ACTIVE, TRASHED, DESTROYED = "active", "trashed", "destroyed"
 _LABEL = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
 MAX_METADATA_BYTES = 64 * 1024
 
@@ -78,12 +78,20 @@ def _doc_type(session: Session, document: Document) -> DocumentType:
     return session.get(DocumentType, document.document_type_id)
 
 
+def readable(session: Session, actor: User, document: Document) -> bool:
+    """True when the actor may read this document: its type allows it, it is not restricted from them (or they
+    are a records manager), and it has not been destroyed."""
+    if document.state == DESTROYED or (document.restricted and not can_see_restricted(actor)):
+        return False
+    return can_read(actor, _doc_type(session, document))
+
+
 def get_document(session: Session, *, actor: User, document_id: str, include_trashed: bool = True) -> Document:
     """The document if the actor may read it; NotFoundError otherwise (a denied read looks the same)."""
     document = session.get(Document, document_id)
-    if document is None or (document.state == TRASHED and not include_trashed):
+    if document is None or document.state == DESTROYED or (document.state == TRASHED and not include_trashed):
         raise NotFoundError(f"document {document_id} not found")
-    if not can_read(actor, _doc_type(session, document)):
+    if not readable(session, actor, document):
         raise deny_read(actor, "document", document_id)
     return document
 
@@ -222,6 +230,8 @@ def list_documents(
     type_ids = [t.id for t in types if can_read(actor, t)]
     stmt = select(Document).where(Document.document_type_id.in_(type_ids))
     stmt = stmt.where(Document.state == (TRASHED if trashed else ACTIVE))
+    if not can_see_restricted(actor):
+        stmt = stmt.where(Document.restricted.is_(False))
     if customer_id is not None:
         stmt = stmt.where(Document.customer_id == customer_id)
     if cursor:
@@ -305,6 +315,7 @@ def trash_document(session: Session, *, actor: User, document_id: str) -> Docume
     from repository.service.working_copy import CLEARED
 
     document = writable_document(session, actor=actor, document_id=document_id, what="delete this document")
+    guards.check(session, document, "trash")
     holder = lock_holder(document)
     if holder and holder != actor.id:
         raise DocumentLockedError(f"document {document_id} is checked out by another user")

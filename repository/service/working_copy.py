@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from repository import audit, events, vault
+from repository import audit, events, guards, vault
 from repository.content import StagedContent, detect_media_type
 from repository.errors import NotCheckedOutError, NotFoundError, UnsupportedMediaTypeError
 from repository.identity import username_of
@@ -78,6 +78,7 @@ def save_working_copy(session: Session, *, actor: User, document_id: str, conten
     """Store content as the lock holder's working copy (replacing an earlier one); checked like a check-in."""
     runtime = get_runtime()
     document = writable_document(session, actor=actor, document_id=document_id, what="save a working copy")
+    guards.check(session, document, "content")
     now = utcnow()
     _refuse_non_holder(session, document, actor, now)
     media_type = detect_media_type(content, runtime.archive_limits)
