@@ -27,11 +27,13 @@ from api.routers import (
 )
 from api.routers import portal as portal_routes
 from api.routers import print_runs as print_run_routes
+from api.routers import records as records_routes
 from correspondence import events as correspondence_events
 from output.compose import reset_pool
 from output.errors import PoolBusyError, ServiceUnavailableError
 from output.service import run_dispatcher
 from output.service.batches import run_batches
+from records import events as records_events
 from repository.config import get_settings
 from repository.db import get_engine
 from repository.events import run_worker
@@ -64,6 +66,7 @@ class HeaderLimitMiddleware:
 def register_subscribers() -> None:
     """Each domain package registers its outbox subscribers and content checks here at start-up."""
     correspondence_events.register()
+    records_events.register()
 
 
 def start_background(stop: threading.Event, *, dispatch: bool = True, batches: bool = True) -> list[threading.Thread]:
@@ -125,6 +128,7 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     app.include_router(portal_routes.router)  # customer portal accounts and inbox
     app.include_router(reports.router)
     app.include_router(webhooks.router)  # provider callbacks: HMAC-signed, no bearer token
+    app.include_router(records_routes.router)  # file plan, declaration, reclassification, business events
     app.mount(dav.MOUNT, dav.create_dav_asgi())  # WebDAV: edit documents and templates in place
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware)

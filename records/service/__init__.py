@@ -1,0 +1,1 @@
+"""Records management services: keyword-only, session first, never committing."""
