@@ -19,12 +19,14 @@ from api.routers import (
     customers,
     document_types,
     documents,
+    erasure,
     health,
     letters,
     reports,
     templates,
     webhooks,
 )
+from api.routers import holds as hold_routes
 from api.routers import portal as portal_routes
 from api.routers import print_runs as print_run_routes
 from api.routers import records as records_routes
@@ -129,6 +131,8 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(webhooks.router)  # provider callbacks: HMAC-signed, no bearer token
     app.include_router(records_routes.router)  # file plan, declaration, reclassification, business events
+    app.include_router(erasure.router)  # erasure requests (GDPR Art. 17; records managers)
+    app.include_router(hold_routes.router)  # legal holds (records managers)
     app.mount(dav.MOUNT, dav.create_dav_asgi())  # WebDAV: edit documents and templates in place
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware)
