@@ -261,7 +261,7 @@ def record_business_event(session: Session, *, actor: User, type: str, customer_
     rows = session.execute(
         select(RecordInfo, RetentionClass).join(RetentionClass, RetentionClass.id == RecordInfo.class_id)
         .where(RecordInfo.customer_id == customer_id, RetentionClass.trigger == EVENT,
-               RetentionClass.event_type == type, RecordInfo.disposition.in_(OPEN))).tuples().all()
+               RetentionClass.event_type == type, RecordInfo.disposition.in_(OPEN))).all()
     started = 0
     for info, cls in rows:
         if info.trigger_at is None or info.trigger_at < occurred_at:

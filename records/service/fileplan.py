@@ -173,7 +173,7 @@ def map_document_types(session: Session, *, actor: User, class_id: str, document
         raise InvalidRuleError("document_types must be a list of document type names", field="document_types")
     names_ = sorted(set(document_types))
     found = dict(session.execute(select(DocumentType.name, DocumentType.id)
-                                 .where(DocumentType.name.in_(names_))).tuples().all())
+                                 .where(DocumentType.name.in_(names_))).all())
     missing = [n for n in names_ if n not in found]
     if missing:
         raise InvalidRuleError(f"no such document type: {', '.join(missing)}", field="document_types")
