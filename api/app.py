@@ -36,6 +36,8 @@ from output.errors import PoolBusyError, ServiceUnavailableError
 from output.service import run_dispatcher
 from output.service.batches import run_batches
 from records import events as records_events
+from records.jobs import start_scheduler as start_records_scheduler
+from records.jobs import stop_scheduler as stop_records_scheduler
 from repository.config import get_settings
 from repository.db import get_engine
 from repository.events import run_worker
@@ -71,9 +73,11 @@ def register_subscribers() -> None:
     records_events.register()
 
 
-def start_background(stop: threading.Event, *, dispatch: bool = True, batches: bool = True) -> list[threading.Thread]:
+def start_background(stop: threading.Event, *, dispatch: bool = True, batches: bool = True,
+                     records: bool = True) -> list[threading.Thread]:
     """Start the outbox worker and, if asked, the dispatcher (letters leave through the ledger) and the batch
-    runner, each on a daemon thread looping until `stop` is set."""
+    runner, each on a daemon thread looping until `stop` is set, and the records scheduler (disposition sweep
+    and execution)."""
     settings = get_settings()
     loops: list[tuple[str, Callable[..., None], dict[str, Any]]] = [
         ("outbox-worker", run_worker, {"poll_seconds": settings.outbox_poll_seconds,
@@ -86,12 +90,15 @@ def start_background(stop: threading.Event, *, dispatch: bool = True, batches: b
                for name, loop, kwargs in loops]
     for thread in threads:
         thread.start()
+    if records:
+        start_records_scheduler()
     return threads
 
 
 def stop_background(stop: threading.Event, threads: list[threading.Thread]) -> None:
     """Stop the background loops, letting each finish what it is doing (a batch its chunks in flight)."""
     stop.set()
+    stop_records_scheduler()
     for thread in threads:
         thread.join(timeout=30)
 
