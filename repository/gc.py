@@ -15,7 +15,7 @@ from sqlalchemy import select, union
 from repository.content import SPOOL_PREFIX
 from repository.db import transaction
 from repository.models import Document, DocumentVersion
-from repository.storage import BlobInfo, BlobStore
+from repository.storage import BlobInfo, BlobRetainedError, BlobStore
 from repository.types import utcnow
 
 
@@ -27,6 +27,7 @@ class GcReport:
     orphans: list[str] = field(default_factory=list)
     partial: list[str] = field(default_factory=list)
     removed: int = 0
+    retained: list[str] = field(default_factory=list)  # orphans the storage still locks (S3 Object Lock)
 
 
 def _batches(items: Iterator[BlobInfo], size: int) -> Iterator[list[BlobInfo]]:
@@ -74,7 +75,11 @@ def collect(store: BlobStore, *, min_age: dt.timedelta, dry_run: bool = False) -
         if dry_run:
             continue
         for key in orphans:
-            store.delete(key)
+            try:
+                store.delete(key)
+            except BlobRetainedError:  # a record's blob locked past its disposition: a later run takes it
+                report.retained.append(key)
+                continue
             report.removed += 1
         for key in partial:
             store.delete_partial(key)  # type: ignore[attr-defined]

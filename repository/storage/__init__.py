@@ -23,6 +23,19 @@ class BlobInfo:
     modified: dt.datetime
 
 
+class StorageConfigError(RuntimeError):
+    """The configured storage cannot do what the settings ask (found when the store is made, at start)."""
+
+
+class BlobRetainedError(Exception):
+    """The storage refuses to delete a blob still under retention or legal hold (S3 Object Lock)."""
+
+    def __init__(self, key: str, detail: str = "") -> None:
+        super().__init__(f"blob {key} is under S3 Object Lock and cannot be deleted yet{': ' if detail else ''}"
+                         f"{detail}")
+        self.key = key
+
+
 class BlobWriter(Protocol):
     """A blob being written whose key is only known at the end (content addressing)."""
 
@@ -58,7 +71,12 @@ class BlobStore(Protocol):
         """Mark an existing blob as just used (gc spares young blobs); False when it does not exist."""
 
     def delete(self, key: str) -> None:
-        """Remove the blob; no error when it is already gone."""
+        """Remove the blob (every stored version of it); no error when it is already gone; BlobRetainedError while
+        the storage protects it."""
+
+    def retain(self, key: str, until: dt.datetime | None) -> bool:
+        """Have the storage refuse to delete the blob until `until` (only ever extended), or indefinitely while
+        `until` is None; False when this store cannot enforce retention (or nothing is left to protect)."""
 
     def list(self) -> Iterator[BlobInfo]:
         """Every stored blob, including abandoned partial writes."""
@@ -102,6 +120,7 @@ def make_blob_store(settings: Settings) -> BlobStore:
             secure=settings.s3_secure,
             region=settings.s3_region,
             spool_dir=settings.tmp_dir,
+            object_lock=settings.s3_object_lock,
         )
     from repository.storage._filesystem import FileBlobStore
 

@@ -128,6 +128,11 @@ class FileBlobStore:
         """Unlink the file."""
         self._path(key).unlink(missing_ok=True)
 
+    def retain(self, key: str, until: dt.datetime | None) -> bool:
+        """Always False: a filesystem cannot refuse its own administrator a delete (no WORM), so records on the file
+        store are protected only by the repository's guards."""
+        return False
+
     def list(self) -> Iterator[BlobInfo]:
         """Every blob as `<document id>/<sha256>`; partial writes as `<document id>/.tmp-...`."""
         for shard in sorted(p for p in self.root.iterdir() if p.is_dir()):

@@ -1,19 +1,27 @@
-"""S3 blob store on the `minio` client: multipart streaming upload, ranged reads."""
+"""S3 blob store on the `minio` client: multipart streaming upload, ranged reads, S3 Object Lock for records."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from minio import Minio
+from minio.commonconfig import COMPLIANCE, GOVERNANCE
 from minio.error import S3Error
+from minio.retention import Retention
 
-from repository.storage import CHUNK, BlobInfo, check_key, read_range
+from repository.storage import CHUNK, BlobInfo, BlobRetainedError, StorageConfigError, check_key, read_range
 
 PART_SIZE = 16 * 1024 * 1024
+_GONE = ("NoSuchKey", "NoSuchObject", "NotFound", "NoSuchVersion")
+# What S3 (AccessDenied) and MinIO (InvalidRequest "Object is WORM protected") answer a delete of a locked version.
+_LOCKED = ("AccessDenied", "InvalidRequest", "ObjectLocked")
+_MODES = {"governance": GOVERNANCE, "compliance": COMPLIANCE}
 
 
 class _ChunkReader(io.RawIOBase):
@@ -74,6 +82,12 @@ class _S3Writer:
             self.file.close()
 
 
+def _whole_second(when: dt.datetime) -> dt.datetime:
+    """`when` in UTC rounded up to the second (S3 keeps retention dates to the millisecond at best)."""
+    when = when.astimezone(dt.UTC) if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(math.ceil(when.timestamp()), dt.UTC)
+
+
 def _read_fd(fd: int, offset: int, length: int | None) -> Iterator[bytes]:
     with os.fdopen(fd, "rb") as f:
         yield from read_range(f, offset, length)
@@ -92,17 +106,37 @@ class S3BlobStore:
         secure: bool = False,
         region: str | None = None,
         spool_dir: Path | None = None,
+        object_lock: str = "off",
     ) -> None:
         self.spool_dir = spool_dir
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, region=region)
         self.bucket = bucket
+        self.lock_mode = _MODES.get(object_lock)
+        if object_lock != "off" and self.lock_mode is None:
+            raise StorageConfigError(f"unknown S3 object lock mode {object_lock!r} (off, governance or compliance)")
         if not self.client.bucket_exists(bucket):
-            try:
-                self.client.make_bucket(bucket)
+            try:  # object lock can only be enabled when a bucket is created; it turns versioning on
+                self.client.make_bucket(bucket, object_lock=self.lock_mode is not None)
             except S3Error as exc:
                 # Another thread or process created it between the check and here.
                 if exc.code != "BucketAlreadyOwnedByYou":
                     raise
+        if self.lock_mode is not None:
+            self._require_lock()
+        # A versioned bucket keeps a deleted object's bytes behind a delete marker: delete must remove versions.
+        self.versioned = self.lock_mode is not None or self.client.get_bucket_versioning(bucket).status is not None
+
+    def _require_lock(self) -> None:
+        try:
+            self.client.get_object_lock_config(self.bucket)
+        except S3Error as exc:
+            if exc.code != "ObjectLockConfigurationNotFoundError":
+                raise
+            raise StorageConfigError(
+                f"S3 bucket {self.bucket!r} has no Object Lock, but POSTROOM_S3_OBJECT_LOCK asks for "
+                f"{self.lock_mode.lower()} retention of records; object lock can only be enabled when a bucket is "
+                "created: point POSTROOM_S3_BUCKET at a new bucket (Postroom creates it with object lock) and copy "
+                "the objects over, or set POSTROOM_S3_OBJECT_LOCK=off") from None
 
     def begin(self, document_id: str) -> _S3Writer:
         """Start a blob whose key is decided at commit."""
@@ -156,10 +190,61 @@ class S3BlobStore:
         return self.exists(key)
 
     def delete(self, key: str) -> None:
-        """Delete the object."""
-        self.client.remove_object(self.bucket, check_key(key))
+        """Delete the object; in a versioned bucket every version and delete marker of it, by version id, so no
+        bytes stay behind a marker. A version under retention or legal hold raises BlobRetainedError (never
+        bypassed, not even in governance mode) and stays listed, so gc tries again later."""
+        check_key(key)
+        if not self.versioned:
+            self.client.remove_object(self.bucket, key)
+            return
+        versions = [o for o in self.client.list_objects(self.bucket, prefix=key, include_version=True)
+                    if o.object_name == key]
+        refused: list[S3Error] = []
+        # Versions first, markers last: a refused version must not stay hidden behind a marker where gc never
+        # sees it again.
+        for obj in sorted(versions, key=lambda o: bool(o.is_delete_marker)):
+            try:
+                self.client.remove_object(self.bucket, key, version_id=obj.version_id)
+            except S3Error as exc:
+                if exc.code in _GONE:
+                    continue
+                if exc.code not in _LOCKED:
+                    raise
+                refused.append(exc)
+        if refused:
+            raise BlobRetainedError(key, refused[0].message or refused[0].code) from refused[0]
+
+    def retain(self, key: str, until: dt.datetime | None) -> bool:
+        """Object Lock on the current version: retention in the configured mode until `until` (rounded up to the
+        second; kept when already later, since retention only extends), or a legal hold while `until` is None,
+        released once a date is set. False when object lock is off, or the date has passed with nothing later."""
+        check_key(key)
+        if self.lock_mode is None:
+            return False
+        try:
+            version = self.client.stat_object(self.bucket, key).version_id
+        except S3Error as exc:
+            if exc.code in _GONE:
+                raise FileNotFoundError(key) from exc
+            raise
+        if until is None:
+            self.client.enable_object_legal_hold(self.bucket, key, version_id=version)
+            return True
+        current = self.client.get_object_retention(self.bucket, key, version_id=version)
+        target = _whole_second(until)
+        if current is not None and current.retain_until_date is not None and current.retain_until_date >= target:
+            target = current.retain_until_date
+        elif target > dt.datetime.now(dt.UTC):
+            # Compliance cannot be weakened to governance: an object already in compliance mode stays in it.
+            mode = COMPLIANCE if current is not None and current.mode == COMPLIANCE else self.lock_mode
+            self.client.set_object_retention(self.bucket, key, Retention(mode, target), version_id=version)
+        protected = target > dt.datetime.now(dt.UTC)
+        if self.client.is_object_legal_hold_enabled(self.bucket, key, version_id=version):
+            self.client.disable_object_legal_hold(self.bucket, key, version_id=version)
+        return protected
 
     def list(self) -> Iterator[BlobInfo]:
-        """List every object (incomplete multipart uploads are not objects and are aborted by lifecycle)."""
+        """List every object: its current version in a versioned bucket, never old versions or delete markers
+        (incomplete multipart uploads are not objects and are aborted by lifecycle)."""
         for obj in self.client.list_objects(self.bucket, recursive=True):
             yield BlobInfo(obj.object_name, obj.size or 0, obj.last_modified)
