@@ -109,6 +109,15 @@ class Settings(BaseSettings):
     records_batch_max_items: int = Field(10_000, ge=1)  # documents per proposed disposition batch
     transfer_dir: Path | None = None  # where `transfer` packages go; <data_dir>/transfers when unset
     s3_object_lock: Literal["off", "governance", "compliance"] = "off"  # retention mode for declared records
+    # Search (search/): the backend ("auto": FTS5 on SQLite, full text on PostgreSQL), Elasticsearch, extraction.
+    search_backend: Literal["auto", "sqlite", "postgres", "elasticsearch"] = "auto"
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_index: str = "postroom-documents"  # the alias; indices are <alias>-<timestamp>
+    elasticsearch_api_key: SecretStr = SecretStr("")
+    elasticsearch_timeout_seconds: float = 10.0
+    search_max_text_chars: int = 1_000_000  # extracted text kept per document
+    search_max_extract_bytes: int = 50 * 1024 * 1024  # larger content is indexed by its metadata only
+    search_extract_timeout_seconds: float = 20.0
 
     @property
     def resolved_database_url(self) -> str:
