@@ -1,0 +1,42 @@
+"""`postroom reindex` and `postroom search verify`: rebuild the search index from the repository, and compare
+the index with it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from api.cli_common import console
+from repository.db import get_engine, transaction
+from search import service
+
+search_app = typer.Typer(help="Search index checks.", no_args_is_help=True)
+
+
+def reindex() -> None:
+    """Rebuild the search index from the repository (resumable; searches keep answering meanwhile)."""
+    from api.app import register_subscribers
+
+    register_subscribers()
+    with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console) as bar:
+        task = bar.add_task("reindex", total=None)
+        done = service.reindex(get_engine(), progress=lambda n, total: bar.update(task, completed=n, total=total))
+    console.print(f"indexed {done} documents")
+
+
+@search_app.command("verify")
+def verify(show: Annotated[int, typer.Option(help="ids to list of each kind")] = 20) -> None:
+    """Report documents missing from the index, stale in it, or indexed but gone; exit 1 if any."""
+    with transaction(readonly=True) as session:
+        report = service.verify(session)
+    console.print(f"checked {report.checked} documents; {report.queued} waiting in the indexing queue")
+    for kind in ("missing", "stale", "extra"):
+        ids = getattr(report, kind)
+        console.print(f"{kind}: {len(ids)}" + (f"  {', '.join(ids[:show])}" if ids else ""))
+    if not report.ok:
+        console.print("[red]the index does not match the repository; run `postroom reindex`[/red]")
+        raise typer.Exit(1)
+    console.print("[green]the index matches the repository[/green]")
