@@ -17,6 +17,7 @@ from api.routers import (
     auth,
     batches,
     customers,
+    disposition,
     document_types,
     documents,
     erasure,
@@ -30,6 +31,7 @@ from api.routers import holds as hold_routes
 from api.routers import portal as portal_routes
 from api.routers import print_runs as print_run_routes
 from api.routers import records as records_routes
+from api.routers import search as search_routes
 from correspondence import events as correspondence_events
 from output.compose import reset_pool
 from output.errors import PoolBusyError, ServiceUnavailableError
@@ -41,9 +43,14 @@ from records.jobs import stop_scheduler as stop_records_scheduler
 from repository.config import get_settings
 from repository.db import get_engine
 from repository.events import run_worker
+from search import events as search_events
+from search.errors import QuerySyntaxError, SearchUnavailableError
+from search.indexing import run_indexer
 
 # Busy or missing converters (output/compose/) answer 503 with Retry-After.
 register_error_mapping([(PoolBusyError, 503), (ServiceUnavailableError, 503)])
+# A malformed search query is a bad request (the problem says where); a backend that is down answers 503.
+register_error_mapping([(QuerySyntaxError, 400), (SearchUnavailableError, 503)])
 
 
 class HeaderLimitMiddleware:
@@ -71,6 +78,7 @@ def register_subscribers() -> None:
     """Each domain package registers its outbox subscribers and content checks here at start-up."""
     correspondence_events.register()
     records_events.register()
+    search_events.register()
 
 
 def start_background(stop: threading.Event, *, dispatch: bool = True, batches: bool = True,
@@ -81,7 +89,8 @@ def start_background(stop: threading.Event, *, dispatch: bool = True, batches: b
     settings = get_settings()
     loops: list[tuple[str, Callable[..., None], dict[str, Any]]] = [
         ("outbox-worker", run_worker, {"poll_seconds": settings.outbox_poll_seconds,
-                                       "max_attempts": settings.outbox_max_attempts})]
+                                       "max_attempts": settings.outbox_max_attempts}),
+        ("search-indexer", run_indexer, {"poll_seconds": settings.outbox_poll_seconds})]
     if dispatch:
         loops.append(("dispatcher", run_dispatcher, {"poll_seconds": settings.dispatch_poll_seconds}))
     if batches:
@@ -137,9 +146,11 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     app.include_router(portal_routes.router)  # customer portal accounts and inbox
     app.include_router(reports.router)
     app.include_router(webhooks.router)  # provider callbacks: HMAC-signed, no bearer token
+    app.include_router(search_routes.router)
     app.include_router(records_routes.router)  # file plan, declaration, reclassification, business events
     app.include_router(erasure.router)  # erasure requests (GDPR Art. 17; records managers)
     app.include_router(hold_routes.router)  # legal holds (records managers)
+    app.include_router(disposition.router)  # disposition batches: sweep, review, approve (records managers)
     app.mount(dav.MOUNT, dav.create_dav_asgi())  # WebDAV: edit documents and templates in place
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
     app.add_middleware(MetricsMiddleware)

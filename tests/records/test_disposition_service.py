@@ -401,7 +401,9 @@ def test_only_records_managers_review_batches(world: World) -> None:
         with pytest.raises(NotFoundError):
             list_items(s, actor=w.author, batch_id=batch_id)
         assert get_batch(s, actor=w.manager, batch_id=batch_id).id == batch_id
-        [row] = list_items(s, actor=w.manager, batch_id=batch_id)
+        page = list_items(s, actor=w.manager, batch_id=batch_id)
+        [row] = page.items
+        assert page.next_after is None
         assert row.title == "Records test" and row.document_type == "general" and row.class_code == "GEN-1Y"
     for action in (lambda s: approve(s, actor=w.author, batch_id=batch_id),
                    lambda s: reject(s, actor=w.author, batch_id=batch_id, reason="no")):

@@ -4,6 +4,7 @@ then files a certificate of destruction."""
 
 from records.service.disposition.approval import (
     ItemRow,
+    ItemsPage,
     approve,
     exclude_items,
     get_batch,
@@ -14,5 +15,5 @@ from records.service.disposition.approval import (
 from records.service.disposition.execute import claim, execute_approved, run_batch
 from records.service.disposition.sweep import SweepReport, propose
 
-__all__ = ["ItemRow", "SweepReport", "approve", "claim", "exclude_items", "execute_approved", "get_batch",
+__all__ = ["ItemRow", "ItemsPage", "SweepReport", "approve", "claim", "exclude_items", "execute_approved", "get_batch",
            "list_batches", "list_items", "propose", "reject", "run_batch"]

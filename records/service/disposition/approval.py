@@ -85,8 +85,16 @@ def list_batches(session: Session, *, actor: User, state: str | None = None, cur
     return Page(rows, _cursor(rows[-1]) if more else None)
 
 
+@dataclass(frozen=True)
+class ItemsPage:
+    """A page of a batch's items and the document id to continue after (None on the last page)."""
+
+    items: list[ItemRow]
+    next_after: str | None
+
+
 def list_items(session: Session, *, actor: User, batch_id: str, after: str | None = None,
-               limit: int = 100) -> list[ItemRow]:
+               limit: int = 100) -> ItemsPage:
     """A batch's items in document-id order, `limit` at a time after document id `after`."""
     get_batch(session, actor=actor, batch_id=batch_id)
     limit = min(max(limit, 1), 1000)
@@ -97,8 +105,9 @@ def list_items(session: Session, *, actor: User, batch_id: str, after: str | Non
              .where(DispositionItem.batch_id == batch_id))
     if after:
         query = query.where(DispositionItem.document_id > after)
-    rows = session.execute(query.order_by(DispositionItem.document_id).limit(limit)).all()
-    return [ItemRow(item, title, type_name, code) for item, title, type_name, code in rows]
+    rows = session.execute(query.order_by(DispositionItem.document_id).limit(limit + 1)).all()
+    page = [ItemRow(item, title, type_name, code) for item, title, type_name, code in rows[:limit]]
+    return ItemsPage(page, page[-1].item.document_id if len(rows) > limit else None)
 
 
 def _reason(reason: str | None) -> str:
