@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from api.cli_batches import batch_app
 from api.cli_common import console, fail, staff_user
 from api.cli_records import records_app
+from api.cli_search import reindex, search_app
 from repository import audit, identity, service, vault
 from repository.config import get_settings
 from repository.content import stage_stream
@@ -337,6 +338,8 @@ def print_run_import_results(
 
 app.add_typer(batch_app, name="batch")
 app.add_typer(records_app, name="records")
+app.add_typer(search_app, name="search")
+app.command("reindex")(reindex)
 
 
 if __name__ == "__main__":

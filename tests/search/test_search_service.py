@@ -1,0 +1,179 @@
+"""Search on the embedded FTS5 backend (SQLite) and PostgreSQL full text: the query language, filters, facets,
+paging, access control, and the index following every kind of repository event."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import update
+
+from repository import service
+from repository.db import get_engine, transaction
+from repository.models import Document
+from repository.service.destruction import destroy_document
+from search import service as search
+from search.errors import QuerySyntaxError
+from search.models import SearchEntry
+from tests.records.support import make_customer, user
+from tests.repository.helpers import staged
+from tests.search.support import add, settle, start
+
+pytestmark = pytest.mark.usefixtures("repo")
+
+
+@pytest.fixture
+def corpus():  # noqa: ANN201
+    start()
+    author = user("alice", "author", "admin")
+    customer = make_customer(author, "C-1")
+    ids = {
+        "arrears": add(author, "Your account is in arrears. Please pay the late payment fee.", title="Arrears notice",
+                       customer_id=customer, metadata={"branch": "leeds"}),
+        "welcome": add(author, "Welcome to Postroom, Ada. Your loan application was approved.", title="Welcome",
+                       customer_id=customer, metadata={"branch": "york"}),
+        "closure": add(author, "We closed your loan account. No payment is due.", title="Closure letter"),
+        "cafe": add(author, "Meeting at the Café Müller about the loans portfolio.", title="Minutes"),
+    }
+    settle()
+    return author, customer, ids
+
+
+def _ids(actor, q=None, **kwargs) -> set[str]:  # noqa: ANN001
+    with transaction(readonly=True) as session:
+        return {h.document_id for h in search.search(session, actor=actor, q=q, **kwargs).hits}
+
+
+def test_the_query_language(corpus) -> None:  # noqa: ANN001
+    author, _, ids = corpus
+    assert _ids(author, "arrears") == {ids["arrears"]}
+    assert _ids(author, '"late payment"') == {ids["arrears"]}
+    assert _ids(author, '"payment late"') == set()
+    assert _ids(author, "loan*") == {ids["welcome"], ids["closure"], ids["cafe"]}
+    assert _ids(author, "loan* -closed") == {ids["welcome"], ids["cafe"]}
+    assert _ids(author, "loan* AND NOT closed") == {ids["welcome"], ids["cafe"]}
+    assert _ids(author, "arrears OR approved") == {ids["arrears"], ids["welcome"]}
+    assert _ids(author, "(arrears OR approved) payment") == {ids["arrears"]}
+    assert _ids(author, "cafe muller") == {ids["cafe"]}  # accents and case folded
+    assert _ids(author, "CLOSURE") == {ids["closure"]}  # titles are searched too
+
+
+def test_hits_have_safe_snippets_and_are_ranked(corpus) -> None:  # noqa: ANN001
+    author, _, ids = corpus
+    add(author, "<script>alert(1)</script> payment payment payment reminder", title="Reminder")
+    settle()
+    with transaction(readonly=True) as session:
+        page = search.search(session, actor=author, q="payment")
+    assert page.total == 3
+    top = page.hits[0]
+    assert top.title == "Reminder" and "<mark>payment</mark>" in top.snippet
+    assert "<script>" not in top.snippet  # text is escaped (FTS5) or its tags dropped (PostgreSQL headline)
+
+
+@pytest.mark.parametrize(("q", "where"), [('"unclosed', 0), ("a AND", 5), ("(a b", 0), ("NOT a", 0), ("x*y", 1)])
+def test_a_malformed_query_says_where(corpus, q, where) -> None:  # noqa: ANN001
+    author, _, _ = corpus
+    with pytest.raises(QuerySyntaxError) as err, transaction(readonly=True) as session:
+        search.search(session, actor=author, q=q)
+    assert err.value.extra["position"] == where and f"position {where}" in err.value.detail
+
+
+def test_filters_facets_and_paging(corpus) -> None:  # noqa: ANN001
+    author, customer, ids = corpus
+    assert _ids(author, customer_id=customer) == {ids["arrears"], ids["welcome"]}
+    assert _ids(author, "your", meta={"branch": "york"}) == {ids["welcome"]}
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    assert _ids(author, "loan*", created_from=future) == set()
+    assert _ids(author, "loan*", created_to=future) == {ids["welcome"], ids["closure"], ids["cafe"]}
+    with transaction(readonly=True) as session:
+        page = search.search(session, actor=author, q="loan* OR arrears", limit=2, sort="newest")
+        assert page.total == 4 and len(page.hits) == 2 and page.next_cursor
+        year = str(dt.datetime.now(dt.UTC).year)
+        assert page.facets["document_type"] == {"general": 4} and page.facets["year"] == {year: 4}
+        assert page.facets["customer"] == {customer: 2}
+        rest = search.search(session, actor=author, q="loan* OR arrears", limit=2, sort="newest",
+                             cursor=page.next_cursor)
+    assert rest.next_cursor is None
+    assert {h.document_id for h in page.hits + rest.hits} == set(ids.values())
+
+
+def test_results_only_hold_what_the_caller_may_read(corpus) -> None:  # noqa: ANN001
+    author, _, _ = corpus
+    with transaction() as session:
+        service.create_type(session, actor=author, name="hr-file", allowed_media_types=[],
+                            read_roles=["records_manager"], write_roles=["records_manager"])
+    secret = add(author, "salary review for the loans team", document_type="hr-file")
+    settle()
+    helpdesk = user("hugo", "helpdesk")
+    manager = user("rita", "records_manager")
+    assert secret not in _ids(helpdesk, "salary")
+    assert _ids(manager, "salary") == {secret}
+    with transaction(readonly=True) as session:
+        assert search.search(session, actor=helpdesk, q="salary").total == 0
+
+
+def test_the_index_follows_every_kind_of_event(corpus) -> None:  # noqa: ANN001
+    author, _, ids = corpus
+    doc = ids["closure"]
+    with transaction() as session:  # check-in of new content
+        service.checkout(session, actor=author, document_id=doc)
+    with transaction() as session:
+        service.checkin(session, document_id=doc, actor=author, content=staged(b"Account reopened after appeal"))
+    settle()
+    assert _ids(author, "reopened") == {doc} and _ids(author, "closed") == set()
+    with transaction() as session:  # metadata and title change
+        service.update_document(session, actor=author, document_id=doc, expected_revision=None,
+                                title="Appeal outcome", metadata={"branch": "hull"})
+    settle()
+    assert _ids(author, "appeal", meta={"branch": "hull"}) == {doc}
+    with transaction() as session:  # trash and restore
+        service.trash_document(session, actor=author, document_id=doc)
+    settle()
+    assert _ids(author, "reopened") == set()
+    with transaction() as session:
+        service.restore_document(session, actor=author, document_id=doc)
+    settle()
+    assert _ids(author, "reopened") == {doc}
+    with transaction() as session:  # destroyed by records management
+        destroy_document(session, document_id=doc, actor="rita", reason="destroy")
+    settle()
+    assert _ids(author, "reopened") == set()
+    with transaction(readonly=True) as session:
+        assert session.query(SearchEntry).filter_by(document_id=doc).count() == 0
+        assert search.verify(session).ok
+
+
+def test_restricted_documents_are_for_records_managers_only(corpus) -> None:  # noqa: ANN001
+    author, _, ids = corpus
+    with transaction() as session:
+        session.execute(update(Document).where(Document.id == ids["welcome"]).values(restricted=True))
+        from search.indexing import enqueue
+
+        enqueue(session, [ids["welcome"]])
+    settle()
+    assert _ids(user("hugo", "helpdesk"), "approved") == set()
+    assert _ids(user("rita", "records_manager"), "approved") == {ids["welcome"]}
+
+
+def test_verify_finds_drift_and_reindex_repairs_it(corpus) -> None:  # noqa: ANN001
+    author, _, ids = corpus
+    with transaction() as session:  # the index loses a row and another goes stale behind its back
+        session.query(SearchEntry).filter_by(document_id=ids["cafe"]).delete()
+        session.execute(update(Document).where(Document.id == ids["welcome"]).values(title="Changed quietly"))
+    with transaction(readonly=True) as session:
+        report = search.verify(session)
+    assert report.missing == [ids["cafe"]] and report.stale == [ids["welcome"]] and not report.ok
+    search.reindex(get_engine())
+    with transaction(readonly=True) as session:
+        assert search.verify(session).ok
+    assert _ids(author, "muller") == {ids["cafe"]} and _ids(author, "quietly") == {ids["welcome"]}
+
+
+def test_text_that_cannot_be_extracted_is_still_found_by_title(corpus) -> None:  # noqa: ANN001
+    author, _, _ = corpus
+    broken = add(author, "%PDF-1.7 not really a pdf", title="Scanned contract", filename="scan.pdf")
+    settle()
+    assert _ids(author, "scanned") == {broken}
+    with transaction(readonly=True) as session:
+        entry = session.query(SearchEntry).filter_by(document_id=broken).one()
+    assert entry.text_status in ("failed", "unsupported", "ok", "empty")
