@@ -12,7 +12,9 @@ import output.models  # noqa: F401
 import records.models  # noqa: F401
 import repository.models  # noqa: F401
 import repository.portal_models  # noqa: F401
+import search.matters.models  # noqa: F401
 import search.models  # noqa: F401
+import search.timeline.models  # noqa: F401
 from repository.db import Base, get_engine
 
 pytestmark = pytest.mark.usefixtures("repo")
