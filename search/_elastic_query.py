@@ -1,0 +1,170 @@
+"""The Elasticsearch side of the search contract: the index mappings, the document body sent for an IndexDoc,
+and the search request for a SearchQuery (query tree → bool query, filters, sort, facets, highlights).
+
+Matching uses `title_words`/`body_words`: the text as `search.query.words_of` splits it (letters and digits,
+lower case, accents removed), joined by spaces and indexed with the built-in `whitespace` analyzer. So
+Elasticsearch sees exactly the words FTS5 sees, on any Elasticsearch 9 node: the integ-test-zip has no
+analysis-common module (no asciifolding, no pattern tokenizer), and a plugin would have to be installed on
+every production node. `title`/`body` keep the text as written (standard analyzer) for the snippets."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from search.backend import IndexDoc, SearchQuery
+from search.query import And, Node, Not, Or, Phrase, Term, words_of
+
+OPEN, CLOSE = "<mark>", "</mark>"
+TOP_CUSTOMERS = 20
+TITLE_BOOST = 4.0  # as FTS5's bm25 weights the title column
+SNIPPET_CHARS = 200
+HIGHLIGHT_MAX_CHARS = 200_000  # snippets come from the first 200,000 characters of a long text
+WORD_FIELDS = ("title_words", "body_words")
+
+_TEXT = {"type": "text", "analyzer": "standard"}
+_WORDS = {"type": "text", "analyzer": "whitespace"}
+_KEYWORD = {"type": "keyword"}
+
+MAPPINGS: dict[str, Any] = {
+    "dynamic": "strict",
+    # The word copies are for matching only; _source keeps the text once.
+    "_source": {"excludes": list(WORD_FIELDS)},
+    "properties": {
+        "document_id": _KEYWORD,
+        "revision": {"type": "long"},
+        "version": _KEYWORD,
+        "title": {**_TEXT, "fields": {"keyword": {"type": "keyword", "ignore_above": 512}}},
+        "title_words": _WORDS,
+        "body": _TEXT,
+        "body_words": _WORDS,
+        "document_type_id": _KEYWORD,
+        "document_type": _KEYWORD,
+        "customer_id": _KEYWORD,
+        "created_at": {"type": "date"},
+        # `meta.key=value` filters are term queries on metadata.key (every value indexed as a keyword).
+        "metadata": {"type": "flattened", "ignore_above": 1024},
+        "restricted": {"type": "boolean"},
+        "text_status": _KEYWORD,
+    },
+}
+
+SETTINGS: dict[str, Any] = {
+    "number_of_shards": 1,
+    "auto_expand_replicas": "0-1",  # no replica on a single node (green), one as soon as a second node joins
+}
+
+
+def source(doc: IndexDoc) -> dict[str, Any]:
+    """The JSON document indexed for an IndexDoc."""
+    return {
+        "document_id": doc.document_id, "revision": doc.revision, "version": doc.version,
+        "title": doc.title, "title_words": " ".join(words_of(doc.title)),
+        "body": doc.body, "body_words": " ".join(words_of(doc.body)),
+        "document_type_id": doc.document_type_id, "document_type": doc.document_type,
+        "customer_id": doc.customer_id, "created_at": _utc(doc.created_at).isoformat(),
+        "metadata": doc.metadata or {}, "restricted": doc.restricted, "text_status": doc.text_status,
+    }
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def _on_words(kind: str, value: str) -> dict[str, Any]:
+    """The same query on the title and the body word fields (either may match, as in FTS5)."""
+    key = "query" if kind == "match_phrase" else "value"
+    return {"bool": {"should": [{kind: {"title_words": {key: value, "boost": TITLE_BOOST}}},
+                                {kind: {"body_words": {key: value}}}],
+                     "minimum_should_match": 1}}
+
+
+def translate(node: Node) -> dict[str, Any]:
+    """The bool query for a query tree (the words are already normalised by the parser)."""
+    if isinstance(node, Term):
+        return _on_words("prefix" if node.prefix else "term", node.text)
+    if isinstance(node, Phrase):
+        return _on_words("match_phrase", " ".join(node.words))
+    if isinstance(node, Or):
+        return {"bool": {"should": [translate(p) for p in node.parts], "minimum_should_match": 1}}
+    if isinstance(node, And):
+        return {"bool": {"must": [translate(p) for p in node.parts if not isinstance(p, Not)],
+                         "must_not": [translate(p.part) for p in node.parts if isinstance(p, Not)]}}
+    raise ValueError("a NOT outside an AND cannot be translated")  # the parser refuses these
+
+
+def _highlight_query(node: Node, field: str) -> dict[str, Any]:
+    """The query tree's positive words against the text as written (for snippets only)."""
+    if isinstance(node, Term):
+        return {"prefix": {field: node.text}} if node.prefix else {"match": {field: node.text}}
+    if isinstance(node, Phrase):
+        return {"match_phrase": {field: " ".join(node.words)}}
+    parts = [p for p in getattr(node, "parts", ()) if not isinstance(p, Not)]
+    return {"bool": {"should": [_highlight_query(p, field) for p in parts]}}
+
+
+def filters(query: SearchQuery) -> list[dict[str, Any]]:
+    """The filter clauses every query carries: readable types, restriction, customer, dates, metadata."""
+    out: list[dict[str, Any]] = [{"terms": {"document_type_id": list(query.type_ids)}}]
+    if not query.include_restricted:
+        out.append({"term": {"restricted": False}})
+    if query.customer_id is not None:
+        out.append({"term": {"customer_id": query.customer_id}})
+    created: dict[str, str] = {}
+    if query.created_from is not None:
+        created["gte"] = _utc(query.created_from).isoformat()
+    if query.created_to is not None:
+        created["lt"] = _utc(query.created_to).isoformat()
+    if created:
+        out.append({"range": {"created_at": created}})
+    for key, value in query.meta.items():
+        out.append({"term": {f"metadata.{key}": value}})
+    return out
+
+
+def _sort(query: SearchQuery) -> list[Any]:
+    if query.sort == "oldest":
+        return [{"created_at": "asc"}, {"document_id": "asc"}]
+    if query.sort == "newest" or query.expr is None:
+        return [{"created_at": "desc"}, {"document_id": "desc"}]
+    return [{"_score": "desc"}, {"document_id": "asc"}]
+
+
+def _aggregations(query: SearchQuery) -> dict[str, Any]:
+    return {
+        "document_type": {"terms": {"field": "document_type_id", "size": max(len(query.type_ids), 1)}},
+        "year": {"date_histogram": {"field": "created_at", "calendar_interval": "year", "format": "yyyy",
+                                    "time_zone": "UTC", "min_doc_count": 1, "order": {"_key": "desc"}}},
+        "customer": {"terms": {"field": "customer_id", "size": TOP_CUSTOMERS,
+                               "order": [{"_count": "desc"}, {"_key": "asc"}]}},
+    }
+
+
+def _highlight(node: Node | None) -> dict[str, Any]:
+    """Snippets: the best fragment of the body (its start when nothing in it matches) and the whole title."""
+    body: dict[str, Any] = {"fragment_size": SNIPPET_CHARS, "number_of_fragments": 1, "no_match_size": SNIPPET_CHARS}
+    title: dict[str, Any] = {"number_of_fragments": 0}
+    if node is not None:
+        body["highlight_query"] = _highlight_query(node, "body")
+        title["highlight_query"] = _highlight_query(node, "title")
+    return {"type": "unified", "encoder": "html", "pre_tags": [OPEN], "post_tags": [CLOSE],
+            "max_analyzed_offset": HIGHLIGHT_MAX_CHARS, "require_field_match": False,
+            "fields": {"body": body, "title": title}}
+
+
+def request(query: SearchQuery) -> dict[str, Any]:
+    """The _search body for a query."""
+    scoring = translate(query.expr) if query.expr is not None else {"match_all": {}}
+    body: dict[str, Any] = {
+        "query": {"bool": {"must": [scoring], "filter": filters(query)}},
+        "sort": _sort(query),
+        "from": query.offset,
+        "size": query.limit,
+        "track_total_hits": True,
+        "_source": ["title"],
+    }
+    if query.limit:
+        body["highlight"] = _highlight(query.expr)
+    if query.facets:
+        body["aggs"] = _aggregations(query)
+    return body
