@@ -78,6 +78,7 @@ class _Work:
     revision: int | None = None
     sha256: str = ""
     error: str | None = None
+    retry: str | None = None  # the content could not be read now (storage down): try again later
 
 
 def _claim(engine: Engine, limit: int) -> list[tuple[str, dt.datetime]]:
@@ -93,6 +94,10 @@ def _claim(engine: Engine, limit: int) -> list[tuple[str, dt.datetime]]:
         return [(i.document_id, i.queued_at) for i in items]
 
 
+class _UnreadableError(Exception):
+    """The stored content could not be read (storage down, key trouble): retry later, do not index as failed."""
+
+
 def _extract(session: Session, document_id: str, version: DocumentVersion) -> tuple[str, str, str | None]:
     from search.extract import extract_text  # the extraction layer (worker processes) loads on first use
 
@@ -106,9 +111,9 @@ def _extract(session: Session, document_id: str, version: DocumentVersion) -> tu
         result = extract_text(opener, media_type=version.media_type, size=version.size, filename=version.filename,
                               max_bytes=settings.search_max_extract_bytes, max_chars=settings.search_max_text_chars,
                               timeout_s=settings.search_extract_timeout_seconds)
-    except Exception as exc:  # the document is still indexed by its metadata
-        log.warning("text extraction of %s failed: %s", document_id, exc)
-        return "", "failed", f"{type(exc).__name__}"
+    except Exception as exc:  # extract_text reports bad files as a status; this is reading the content itself
+        log.warning("content of %s could not be read for indexing: %s", document_id, exc)
+        raise _UnreadableError(f"{type(exc).__name__}: {exc}") from exc
     return result.text, result.status, result.error
 
 
@@ -131,7 +136,11 @@ def _prepare(engine: Engine, claimed: list[tuple[str, dt.datetime]]) -> list[_Wo
             if entry is not None and entry.content_sha256 == version.sha256:
                 body, status, error = entry.body, entry.text_status, entry.text_error
             else:
-                body, status, error = _extract(session, document_id, version)
+                try:
+                    body, status, error = _extract(session, document_id, version)
+                except _UnreadableError as exc:
+                    item.retry = str(exc)
+                    continue
             item.revision = document.revision
             item.doc = IndexDoc(document_id=document_id, revision=document.revision, title=document.title, body=body,
                                 document_type_id=document.document_type_id,
@@ -201,6 +210,9 @@ def index_pending(engine: Engine, *, limit: int = BATCH) -> int:
     if not claimed:
         return 0
     work = _prepare(engine, claimed)
+    for item in [w for w in work if w.retry]:
+        _backoff(engine, [item], item.retry or "")
+    work = [w for w in work if not w.retry]
     backend = get_backend()
     with transaction(engine) as session:
         upserts, removals, done = _write(session, work)
