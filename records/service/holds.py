@@ -4,12 +4,16 @@ manage or see holds."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import String, and_, any_, bindparam, func, insert, literal, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from records import clock
 from records import events as names
@@ -21,6 +25,7 @@ from repository.access import ADMIN, RECORDS_MANAGER, deny_read
 from repository.errors import InvalidInputError
 from repository.models import Customer, Document, DocumentVersion, User
 from repository.service.documents import DESTROYED, decode_cursor, encode_cursor
+from repository.types import UTCDateTime
 
 ACTIVE, RELEASED = "active", "released"
 STATES = (ACTIVE, RELEASED)
@@ -59,6 +64,14 @@ class ItemPage:
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(ids), CHUNK):
         yield ids[start:start + CHUNK]
+
+
+def _member(session: Session, column: Any, ids: list[str]) -> ColumnElement[bool]:
+    """column IN ids; on PostgreSQL one array parameter (= ANY), which the driver sends far faster than
+    thousands of separate parameters."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(ids, ARRAY(String)))
+    return column.in_(ids)
 
 
 def _may_manage(actor: User) -> bool:
@@ -110,7 +123,7 @@ def _by_ids(session: Session, document_ids: Any) -> list[str]:
     present: set[str] = set()
     for chunk in _chunks(ids):
         present.update(session.execute(select(Document.id).where(
-            Document.id.in_(chunk), Document.state != DESTROYED)).scalars())
+            _member(session, Document.id, chunk), Document.state != DESTROYED)).scalars())
     missing = [i for i in ids if i not in present]
     if missing:
         shown = ", ".join(missing[:SHOWN]) + (f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else "")
@@ -136,11 +149,32 @@ def _labels(session: Session, ids: list[str]) -> dict[str, list[str]]:
     labels: dict[str, list[str]] = {i: [] for i in ids}
     for chunk in _chunks(ids):
         rows = session.execute(select(DocumentVersion.document_id, DocumentVersion.major, DocumentVersion.minor)
-                               .where(DocumentVersion.document_id.in_(chunk))
+                               .where(_member(session, DocumentVersion.document_id, chunk))
                                .order_by(DocumentVersion.major, DocumentVersion.minor))
         for document_id, major, minor in rows:
             labels[document_id].append(f"{major}.{minor}")
     return labels
+
+
+# PostgreSQL: every item in one statement from one JSON parameter (executemany sends a row at a time, and the
+# driver dumps one JSON string far faster than thousands of parameters).
+_INSERT_PG = text(
+    "INSERT INTO records_hold_items (hold_id, document_id, source, added_by, added_at, versions, released_at) "
+    "SELECT :hold_id, e.item ->> 0, :source, :added_by, :added_at, e.item -> 1, NULL "
+    "FROM jsonb_array_elements(CAST(:items AS JSONB)) AS e(item)"
+).bindparams(bindparam("added_at", type_=UTCDateTime()))
+
+
+def _insert_items(session: Session, *, hold_id: str, source: str, added_by: str, added_at: dt.datetime,
+                  labels: dict[str, list[str]]) -> None:
+    """Insert the hold items in bulk (never one ORM object per row)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_INSERT_PG, {"hold_id": hold_id, "source": source, "added_by": added_by,
+                                     "added_at": added_at, "items": json.dumps(list(labels.items()))})
+        return
+    session.execute(insert(HoldItem), [
+        {"hold_id": hold_id, "document_id": i, "source": source, "added_by": added_by, "added_at": added_at,
+         "versions": v, "released_at": None} for i, v in labels.items()])
 
 
 def _sources(session: Session, document_ids: Any, customer_id: Any, query: Any) -> tuple[str, list[str], dict]:
@@ -173,13 +207,12 @@ def add_items(session: Session, *, actor: User, hold_id: str, document_ids: list
     here: set[str] = set()
     for chunk in _chunks(ids):
         here.update(session.execute(select(HoldItem.document_id).where(
-            HoldItem.hold_id == hold_id, HoldItem.document_id.in_(chunk))).scalars())
+            HoldItem.hold_id == hold_id, _member(session, HoldItem.document_id, chunk))).scalars())
     added = [i for i in ids if i not in here]
     if added:
         labels, now = _labels(session, added), clock.now()
-        session.execute(insert(HoldItem), [
-            {"hold_id": hold_id, "document_id": i, "source": source, "added_by": actor.username, "added_at": now,
-             "versions": labels[i], "released_at": None} for i in added])
+        _insert_items(session, hold_id=hold_id, source=source, added_by=actor.username, added_at=now,
+                      labels={i: labels[i] for i in added})
     already = [i for i in ids if i in here]
     note(session, actor=actor.username, action=names.HOLD_ITEMS_ADDED, object_type="legal_hold", object_id=hold_id,
          details={"source": source, **criteria, "added": len(added), "already_held_here": len(already)},
