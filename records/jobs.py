@@ -64,7 +64,6 @@ def start_scheduler() -> BackgroundScheduler:
                               misfire_grace_time=3600)
         scheduler.add_job(run_execute, IntervalTrigger(seconds=EXECUTE_EVERY.total_seconds()),
                           id="records-execute", name="disposition execution")
-        _stop.clear()
         scheduler.start()
         _scheduler = scheduler
         return scheduler
@@ -79,3 +78,4 @@ def stop_scheduler() -> None:
         _stop.set()
         _scheduler.shutdown(wait=True)
         _scheduler = None
+        _stop.clear()

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from records import clock
 from records.models import RecordInfo, RetentionClass
@@ -80,7 +81,7 @@ def _record(info: RecordInfo | None, cls: RetentionClass | None) -> dict[str, An
             "legal_basis": cls.legal_basis if cls else None}
 
 
-def _add_document(session, zf: zipfile.ZipFile, document_id: str, manifest: dict[str, str]) -> None:  # noqa: ANN001
+def _add_document(session: Session, zf: zipfile.ZipFile, document_id: str, manifest: dict[str, str]) -> None:
     document = session.get(Document, document_id)
     doc_type = session.get(DocumentType, document.document_type_id)
     versions = list(session.execute(select(DocumentVersion).where(DocumentVersion.document_id == document_id)
