@@ -31,9 +31,10 @@ class Fts5Backend:
         if query.expr is None:
             return _sql.run(session, query, matched=None, score=None, snippets=None)
         match = fts5(query.expr)
-        matched = (select(literal_column("rowid").label("rowid"), func.bm25(_MATCH, 4.0, 1.0).label("rank"))
-                   .select_from(text("search_fts")).where(text("search_fts MATCH :match").bindparams(match=match))
-                   .subquery())
+        where = text("search_fts MATCH :match").bindparams(match=match)
+        matched = select(literal_column("rowid").label("rowid")).select_from(text("search_fts")).where(where).subquery()
+        ranked = (select(literal_column("rowid").label("rowid"), func.bm25(_MATCH, 4.0, 1.0).label("rank"))
+                  .select_from(text("search_fts")).where(where).subquery())
 
         def snippets(rowids: list[int]) -> dict[int, str]:
             # Auxiliary functions run only in a MATCH query, so snippets are made for the page's rows alone.
@@ -43,7 +44,8 @@ class Fts5Backend:
                 .where(literal_column("rowid").in_(rowids))).all()
             return {rowid: safe_snippet(raw) for rowid, raw in rows}
 
-        return _sql.run(session, query, matched=matched, score=-matched.c.rank, snippets=snippets)
+        return _sql.run(session, query, matched=matched, ranked=ranked, score=-ranked.c.rank, snippets=snippets,
+                        plain=True)
 
     def revisions(self, session: Session, document_ids: list[str]) -> dict[str, int]:
         """The indexed revision per document id."""

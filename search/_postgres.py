@@ -46,8 +46,9 @@ class PostgresBackend:
         if query.expr is None:
             return _sql.run(session, query, matched=None, score=None, snippets=None)
         q = func.to_tsquery(literal_column("'simple'"), tsquery(query.expr))
-        matched = (select(_PG.c.entry_id.label("rowid"), func.ts_rank_cd(_PG.c.tsv, q).label("rank"))
-                   .where(_PG.c.tsv.op("@@")(q)).subquery())
+        matched = select(_PG.c.entry_id.label("rowid")).where(_PG.c.tsv.op("@@")(q)).subquery()
+        ranked = (select(_PG.c.entry_id.label("rowid"), func.ts_rank_cd(_PG.c.tsv, q).label("rank"))
+                  .where(_PG.c.tsv.op("@@")(q)).subquery())
 
         def snippets(rowids: list[int]) -> dict[int, str]:
             rows = session.execute(select(SearchEntry.id, func.ts_headline(
@@ -55,7 +56,7 @@ class PostgresBackend:
                 .where(SearchEntry.id.in_(rowids))).all()
             return {rowid: safe_snippet(raw) for rowid, raw in rows if raw and OPEN in raw}
 
-        return _sql.run(session, query, matched=matched, score=matched.c.rank, snippets=snippets)
+        return _sql.run(session, query, matched=matched, ranked=ranked, score=ranked.c.rank, snippets=snippets)
 
     def revisions(self, session: Session, document_ids: list[str]) -> dict[str, int]:
         """The indexed revision per document id."""

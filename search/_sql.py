@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import UnaryExpression
+from sqlalchemy.sql.operators import custom_op
 
 from search._render import safe_snippet
 from search.backend import Hit, SearchQuery, SearchResult
@@ -17,66 +19,93 @@ TOP_CUSTOMERS = 20
 Snippets = Callable[[list[int]], dict[int, str]]
 
 
-def filters(query: SearchQuery) -> list[ColumnElement[bool]]:
+def _plain(column, matched):  # noqa: ANN001, ANN202
+    """The column as SQLite's `+column` when text matched: an expression no index serves, so the planner scans
+    the full-text matches first and looks rows up by id, instead of walking an index of every document and
+    probing the full-text index once per row (seconds instead of milliseconds on a large index)."""
+    if matched is None:
+        return column
+    return UnaryExpression(column, operator=custom_op("+"), type_=column.type)
+
+
+def filters(query: SearchQuery, matched=None) -> list[ColumnElement[bool]]:  # noqa: ANN001
     """The WHERE conditions every query carries: readable types, restriction, customer, dates, metadata."""
-    conds: list[ColumnElement[bool]] = [SearchEntry.document_type_id.in_(query.type_ids)]
+    created = _plain(SearchEntry.created_at, matched)
+    conds: list[ColumnElement[bool]] = [_plain(SearchEntry.document_type_id, matched).in_(query.type_ids)]
     if not query.include_restricted:
         conds.append(SearchEntry.restricted.is_(False))
     if query.customer_id is not None:
         conds.append(SearchEntry.customer_id == query.customer_id)
     if query.created_from is not None:
-        conds.append(SearchEntry.created_at >= query.created_from)
+        conds.append(created >= query.created_from)
     if query.created_to is not None:
-        conds.append(SearchEntry.created_at < query.created_to)
+        conds.append(created < query.created_to)
     for key, value in query.meta.items():
         conds.append(SearchEntry.meta[key].as_string() == value)
     return conds
 
 
-def _scoped(stmt: Select[Any], query: SearchQuery, matched) -> Select[Any]:  # noqa: ANN001
+def _scoped(stmt: Select[Any], query: SearchQuery, matched, plain: bool = False) -> Select[Any]:  # noqa: ANN001
     if matched is not None:
         stmt = stmt.join(matched, matched.c.rowid == SearchEntry.id)
-    return stmt.where(*filters(query))
+    return stmt.where(*filters(query, matched if plain else None))
 
 
-def _facets(session: Session, query: SearchQuery, matched) -> tuple[int, dict[str, dict[str, int]]]:  # noqa: ANN001
-    by_type = dict(session.execute(_scoped(select(SearchEntry.document_type_id, func.count()).select_from(
-        SearchEntry), query, matched).group_by(SearchEntry.document_type_id)).all())
+def _facets(session: Session, query: SearchQuery, matched,  # noqa: ANN001
+            plain: bool) -> tuple[int, dict[str, dict[str, int]]]:
+    """The total and the facet counts: type and year in one grouped pass, the top customers in another."""
+    type_col = _plain(SearchEntry.document_type_id, matched) if plain else SearchEntry.document_type_id
+    year_col = _plain(SearchEntry.year, matched) if plain else SearchEntry.year
+    pairs = session.execute(_scoped(select(type_col, year_col, func.count()).select_from(SearchEntry), query,
+                                    matched, plain).group_by(type_col, year_col)).all()
+    by_type: dict[str, int] = {}
+    by_year: dict[str, int] = {}
+    for type_id, year, n in pairs:
+        by_type[type_id] = by_type.get(type_id, 0) + n
+        by_year[str(year)] = by_year.get(str(year), 0) + n
     total = sum(by_type.values())
-    if not query.facets or not total:
-        return total, {"document_type": by_type, "year": {}, "customer": {}} if query.facets else {}
-    by_year = {str(y): n for y, n in session.execute(_scoped(select(SearchEntry.year, func.count()).select_from(
-        SearchEntry), query, matched).group_by(SearchEntry.year).order_by(SearchEntry.year.desc())).all()}
-    count = func.count().label("n")
-    by_customer = dict(session.execute(_scoped(select(SearchEntry.customer_id, count).select_from(SearchEntry),
-                                               query, matched).where(SearchEntry.customer_id.is_not(None))
-                                       .group_by(SearchEntry.customer_id)
-                                       .order_by(count.desc(), SearchEntry.customer_id).limit(TOP_CUSTOMERS)).all())
-    return total, {"document_type": by_type, "year": by_year, "customer": by_customer}
+    if not query.facets:
+        return total, {}
+    by_customer: dict[str, int] = {}
+    if total:
+        customer_col = _plain(SearchEntry.customer_id, matched) if plain else SearchEntry.customer_id
+        count = func.count().label("n")
+        by_customer = dict(session.execute(
+            _scoped(select(customer_col, count).select_from(SearchEntry), query, matched, plain)
+            .where(customer_col.is_not(None)).group_by(customer_col)
+            .order_by(count.desc(), customer_col).limit(TOP_CUSTOMERS)).all())
+    return total, {"document_type": by_type, "year": dict(sorted(by_year.items(), reverse=True)),
+                   "customer": by_customer}
 
 
 def run(session: Session, query: SearchQuery, *, matched, score: ColumnElement[float] | None,  # noqa: ANN001
-        snippets: Snippets | None) -> SearchResult:
-    """Count, facet and page the documents that match (all the filtered ones when `matched` is None)."""
+        snippets: Snippets | None, plain: bool = False, ranked=None) -> SearchResult:  # noqa: ANN001
+    """Count, facet and page the documents that match (all the filtered ones when `matched` is None). `ranked`
+    (the matches with their score, used for the page only) defaults to `matched`; `plain` (SQLite) keeps the
+    planner from driving the join from an index of every document."""
+    ranked = matched if ranked is None else ranked
     if not query.type_ids:
         return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
-    total, facets = _facets(session, query, matched)
+    total, facets = _facets(session, query, matched, plain)
     if not total or query.limit == 0:
         return SearchResult([], total, facets)
     score_col = (score if score is not None else func.cast(0.0, SearchEntry.id.type)).label("score")
+    created = _plain(SearchEntry.created_at, matched) if plain else SearchEntry.created_at
     if query.sort == "oldest":
-        order = [SearchEntry.created_at.asc(), SearchEntry.document_id.asc()]
+        order = [created.asc(), SearchEntry.document_id.asc()]
     elif query.sort == "newest" or score is None:
-        order = [SearchEntry.created_at.desc(), SearchEntry.document_id.desc()]
+        order = [created.desc(), SearchEntry.document_id.desc()]
     else:
         order = [score_col.desc(), SearchEntry.document_id.asc()]
     page = session.execute(_scoped(select(SearchEntry.id, SearchEntry.document_id, SearchEntry.title,
-                                          func.substr(SearchEntry.body, 1, 240).label("head"), score_col)
-                                   .select_from(SearchEntry), query, matched)
+                                          score_col).select_from(SearchEntry), query, ranked, plain)
                            .order_by(*order).offset(query.offset).limit(query.limit)).all()
     found = snippets([r.id for r in page]) if snippets is not None else {}
+    heads = {} if len(found) == len(page) else dict(session.execute(
+        select(SearchEntry.id, func.substr(SearchEntry.body, 1, 240))
+        .where(SearchEntry.id.in_([r.id for r in page if r.id not in found]))).all())
     hits = [Hit(document_id=r.document_id, score=float(r.score or 0.0),
-                snippet=found.get(r.id) or safe_snippet(_head(r.head)), title=r.title) for r in page]
+                snippet=found.get(r.id) or safe_snippet(_head(heads.get(r.id))), title=r.title) for r in page]
     return SearchResult(hits, total, facets)
 
 

@@ -29,7 +29,6 @@ class SearchEntry(Base):
     version: Mapped[str] = mapped_column(String(20))
     content_sha256: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(500))
-    body: Mapped[str] = mapped_column(Text, default="")
     document_type_id: Mapped[str] = mapped_column(String(36))
     customer_id: Mapped[str | None] = mapped_column(String(36), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
@@ -39,6 +38,7 @@ class SearchEntry(Base):
     text_status: Mapped[str] = mapped_column(String(20))
     text_error: Mapped[str | None] = mapped_column(String(500))
     indexed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    body: Mapped[str] = mapped_column(Text, default="")  # last: filters never read past a long text
 
 
 class SearchQueueItem(Base):

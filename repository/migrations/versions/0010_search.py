@@ -39,7 +39,6 @@ def upgrade() -> None:
         sa.Column("version", sa.String(20), nullable=False),
         sa.Column("content_sha256", sa.String(64), nullable=False),
         sa.Column("title", sa.String(500), nullable=False),
-        sa.Column("body", sa.Text(), nullable=False),
         sa.Column("document_type_id", sa.String(36), nullable=False),
         sa.Column("customer_id", sa.String(36), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -49,6 +48,8 @@ def upgrade() -> None:
         sa.Column("text_status", sa.String(20), nullable=False),
         sa.Column("text_error", sa.String(500), nullable=True),
         sa.Column("indexed_at", sa.DateTime(timezone=True), nullable=False),
+        # Last, so reading the columns queries filter on never walks a long text's overflow pages.
+        sa.Column("body", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(["document_id"], ["documents.id"], name="fk_search_entries_document_id_documents"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_search_entries")),
         sa.UniqueConstraint("document_id", name=op.f("uq_search_entries_document_id")),
