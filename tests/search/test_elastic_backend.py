@@ -11,9 +11,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from search._elastic import ElasticBackend
-from search._elastic_query import source
+from search._elastic_query import source, words
 from search.backend import IndexDoc, SearchQuery
 from search.errors import SearchUnavailableError
 from search.query import parse, words_of
@@ -270,3 +272,18 @@ def test_elasticsearch_down_raises_search_unavailable() -> None:
     finally:
         backend.close()
     assert time.monotonic() - started < 10  # refused connections fail fast, the outbox retries later
+
+
+@given(st.text(max_size=200) | st.text(alphabet=st.characters(max_codepoint=127), max_size=200))
+def test_the_indexed_words_are_words_of(text) -> None:  # noqa: ANN001
+    assert words(text) == " ".join(words_of(text))
+
+
+def test_an_alias_deleted_behind_our_back_is_recreated(es_backend) -> None:  # noqa: ANN001
+    es_backend.upsert(None, [_doc("a", "A", "letter")])
+    es_backend.client.indices.delete(index=es_backend.live_index())
+    with pytest.raises(SearchUnavailableError, match="reindex"):  # this call finds it gone ...
+        es_backend.search(None, _query("letter"))
+    es_backend.upsert(None, [_doc("b", "B", "letter")])  # ... the next makes a new index (reindex refills it)
+    es_backend.refresh()
+    assert _ids(es_backend, "letter") == {"b"}
