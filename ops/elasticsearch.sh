@@ -27,7 +27,7 @@ ES_VERSION=9.5.0
 ES_SHA256=db0e275fd790f723eca7bcde96069fd6fed304ad23afdb70c8c09553dd9e8b1b
 ES_URL="https://repo1.maven.org/maven2/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
 
-OPS_DIR="${POSTROOM_OPS_DIR:-/tmp/postroom-ops}"
+OPS_DIR="$(realpath -m "${POSTROOM_OPS_DIR:-/tmp/postroom-ops}")"  # absolute: the node starts from /
 ES_HOST=127.0.0.1
 ES_PORT="${POSTROOM_ES_PORT:-59200}"
 ES_TRANSPORT_PORT=$((ES_PORT + 100))
@@ -192,6 +192,8 @@ cmd_start() {
         rm -f "$ES_PIDFILE"
         log "starting Elasticsearch $ES_VERSION (JDK $JAVA_DIR) on $BASE_URL, data $ES_DATA, log $ES_LOGS"
         # -p: the server JVM writes its own pid (the launcher in front of it exits with it).
+        # From /: the caller's directory may be one the elasticsearch user cannot read.
+        cd /
         ES_JAVA_HOME="$JAVA_DIR" ES_PATH_CONF="$ES_CONF" ES_TMPDIR="$ES_TMP" \
             setsid nohup runuser -u "$ES_OS_USER" -- "$ES_HOME/bin/elasticsearch" -p "$ES_PIDFILE" \
             >>"$ES_LOG" 2>&1 </dev/null &
