@@ -28,6 +28,7 @@ from api.routers import (
     webhooks,
 )
 from api.routers import holds as hold_routes
+from api.routers import matters as matter_routes
 from api.routers import portal as portal_routes
 from api.routers import print_runs as print_run_routes
 from api.routers import records as records_routes
@@ -46,6 +47,7 @@ from repository.events import run_worker
 from search import events as search_events
 from search.errors import QuerySyntaxError, SearchUnavailableError
 from search.indexing import run_indexer
+from search.matters.jobs import run_exporter
 
 # Busy or missing converters (output/compose/) answer 503 with Retry-After.
 register_error_mapping([(PoolBusyError, 503), (ServiceUnavailableError, 503)])
@@ -90,7 +92,8 @@ def start_background(stop: threading.Event, *, dispatch: bool = True, batches: b
     loops: list[tuple[str, Callable[..., None], dict[str, Any]]] = [
         ("outbox-worker", run_worker, {"poll_seconds": settings.outbox_poll_seconds,
                                        "max_attempts": settings.outbox_max_attempts}),
-        ("search-indexer", run_indexer, {"poll_seconds": settings.outbox_poll_seconds})]
+        ("search-indexer", run_indexer, {"poll_seconds": settings.outbox_poll_seconds}),
+        ("export-builder", run_exporter, {"poll_seconds": settings.outbox_poll_seconds})]
     if dispatch:
         loops.append(("dispatcher", run_dispatcher, {"poll_seconds": settings.dispatch_poll_seconds}))
     if batches:
@@ -150,6 +153,7 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     app.include_router(records_routes.router)  # file plan, declaration, reclassification, business events
     app.include_router(erasure.router)  # erasure requests (GDPR Art. 17; records managers)
     app.include_router(hold_routes.router)  # legal holds (records managers)
+    app.include_router(matter_routes.router)  # e-discovery matters, holds from searches, production exports
     app.include_router(disposition.router)  # disposition batches: sweep, review, approve (records managers)
     app.mount(dav.MOUNT, dav.create_dav_asgi())  # WebDAV: edit documents and templates in place
     app.add_middleware(HeaderLimitMiddleware, max_bytes=settings.max_header_bytes)
