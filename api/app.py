@@ -27,6 +27,7 @@ from api.routers import (
     templates,
     webhooks,
 )
+from api.routers import history as history_routes
 from api.routers import holds as hold_routes
 from api.routers import matters as matter_routes
 from api.routers import portal as portal_routes
@@ -150,6 +151,7 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(webhooks.router)  # provider callbacks: HMAC-signed, no bearer token
     app.include_router(search_routes.router)
+    app.include_router(history_routes.router)  # a customer's history (documents, letters, delivery events)
     app.include_router(records_routes.router)  # file plan, declaration, reclassification, business events
     app.include_router(erasure.router)  # erasure requests (GDPR Art. 17; records managers)
     app.include_router(hold_routes.router)  # legal holds (records managers)

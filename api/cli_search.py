@@ -1,5 +1,5 @@
-"""`postroom reindex` and `postroom search verify`: rebuild the search index from the repository, and compare
-the index with it."""
+"""`postroom reindex`, `postroom search verify` and `postroom search timeline-backfill`: rebuild the search index
+from the repository, compare the index with it, and fill the customer timeline from the kept outbox events."""
 
 from __future__ import annotations
 
@@ -15,13 +15,16 @@ from search import service
 search_app = typer.Typer(help="Search index checks.", no_args_is_help=True)
 
 
+def _bar(label: str) -> Progress:
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console)
+
+
 def reindex() -> None:
     """Rebuild the search index from the repository (resumable; searches keep answering meanwhile)."""
     from api.app import register_subscribers
 
     register_subscribers()
-    with Progress(TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as bar:
+    with _bar("indexing") as bar:
         task = bar.add_task("reindex", total=None)
         done = service.reindex(get_engine(), progress=lambda n, total: bar.update(task, completed=n, total=total))
     console.print(f"indexed {done} documents")
@@ -40,3 +43,14 @@ def verify(show: Annotated[int, typer.Option(help="ids to list of each kind")] =
         console.print("[red]the index does not match the repository; run `postroom reindex`[/red]")
         raise typer.Exit(1)
     console.print("[green]the index matches the repository[/green]")
+
+
+@search_app.command("timeline-backfill")
+def timeline_backfill() -> None:
+    """Put every kept outbox event on the customer timeline (documents, letters, delivery events); idempotent."""
+    from search.timeline.backfill import backfill
+
+    with _bar("timeline") as bar:
+        task = bar.add_task("backfill", total=None)
+        added = backfill(get_engine(), progress=lambda n, total: bar.update(task, completed=n, total=total))
+    console.print(f"added {added} timeline entries")

@@ -64,6 +64,15 @@ def _readable_types(session: Session, actor: User, document_type: str | None) ->
     return ids, names
 
 
+def check_window(limit: int, created_from: dt.datetime | None, created_to: dt.datetime | None) -> None:
+    """InvalidInputError unless the page size is 1-100 and the from/to times carry a time zone."""
+    if not 1 <= limit <= 100:
+        raise InvalidInputError("limit must be from 1 to 100", field="limit")
+    for when, name in ((created_from, "from"), (created_to, "to")):
+        if when is not None and when.tzinfo is None:
+            raise InvalidInputError(f"{name} needs a time zone (such as 2025-01-01T00:00:00Z)", field=name)
+
+
 def search(session: Session, *, actor: User, q: str | None = None, document_type: str | None = None,
            customer_id: str | None = None, created_from: dt.datetime | None = None,
            created_to: dt.datetime | None = None, meta: dict[str, str] | None = None, sort: str = "relevance",
@@ -72,11 +81,7 @@ def search(session: Session, *, actor: User, q: str | None = None, document_type
     expr = parse(q)
     if sort not in SORTS:
         raise InvalidInputError(f"sort must be one of {', '.join(SORTS)}", field="sort")
-    if not 1 <= limit <= 100:
-        raise InvalidInputError("limit must be from 1 to 100", field="limit")
-    for when, name in ((created_from, "from"), (created_to, "to")):
-        if when is not None and when.tzinfo is None:
-            raise InvalidInputError(f"{name} needs a time zone (such as 2025-01-01T00:00:00Z)", field=name)
+    check_window(limit, created_from, created_to)
     meta = meta or {}
     if any(not k or len(k) > _META_KEY for k in meta):
         raise InvalidInputError(f"metadata filter names must be 1-{_META_KEY} characters", field="meta")
