@@ -348,9 +348,11 @@ def run(matter_id: str, search_id: str, user: CurrentUser, body: RunIn | None = 
 
 
 @router.post("/{matter_id}/holds", status_code=201, response_model=PlacedHoldOut)
-def place_hold(matter_id: str, body: HoldIn, user: CurrentUser) -> dict:
+def place_hold(matter_id: str, body: HoldIn, user: CurrentUser,
+               idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
     """Place a legal hold on exactly the documents a saved search matches in the database now."""
-    with transaction() as session:
+
+    def make(session: Session) -> dict:
         placed = preserve.place_hold(session, actor=user, matter_id=matter_id, search_id=body.search_id,
                                      reason=body.reason)
         row, sel = placed.placed, placed.selection
@@ -359,6 +361,9 @@ def place_hold(matter_id: str, body: HoldIn, user: CurrentUser) -> dict:
                 "documents": [{"document_id": i, "versions": v} for i, v in placed.covered.items()],
                 "index_candidates": sel.index_candidates, "judged_in_database": sel.judged_here,
                 "not_confirmed_by_database": sel.not_confirmed}
+
+    return idempotent_create(user, idempotency_key, ("POST", f"/matters/{matter_id}/holds",
+                                                     body.model_dump(mode="json")), make)
 
 
 @router.post("/{matter_id}/exports", status_code=202, response_model=ExportOut)

@@ -75,8 +75,11 @@ def test_a_matter_from_opening_to_a_downloaded_production(client, manager, autho
     ran = client.post(f"{base}/searches/{saved['id']}/run", json={"sort": "oldest"}, headers=manager.headers)
     assert ran.status_code == 200 and [h["document_id"] for h in ran.json()["hits"]] == [documents["letter"],
                                                                                          documents["memo"]]
-    held = client.post(f"{base}/holds", json={"search_id": saved["id"]}, headers=manager.headers)
+    hold_key = {**manager.headers, "Idempotency-Key": "hold-1"}
+    held = client.post(f"{base}/holds", json={"search_id": saved["id"]}, headers=hold_key)
     assert held.status_code == 201, held.text
+    replayed = client.post(f"{base}/holds", json={"search_id": saved["id"]}, headers=hold_key)
+    assert replayed.json()["hold_id"] == held.json()["hold_id"]  # a retry places no second hold
     assert {d["document_id"]: d["versions"] for d in held.json()["documents"]} == {
         documents["letter"]: ["1.0"], documents["memo"]: ["1.0"]}
     hold = client.get(f"{API}/holds/{held.json()['hold_id']}", headers=manager.headers).json()
