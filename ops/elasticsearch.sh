@@ -11,8 +11,9 @@
 # Elasticsearch comes from Maven Central: the integ-test-zip distribution
 #   org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip
 # (the server core plus x-pack-core/x-pack-security; no analysis-common module, no bundled JDK), checked against
-# a pinned SHA-256 and cached in $POSTROOM_OPS_DIR/cache. The server major must equal the Python client's
-# (`elasticsearch==9.*` in pyproject.toml); 9.5.0 is the newest 9.x that Maven Central serves as this zip.
+# a pinned SHA-256 and cached in $POSTROOM_OPS_DIR/elasticsearch/cache. The server major must equal the
+# Python client's (`elasticsearch==9.*` in pyproject.toml); 9.5.0 is the newest 9.x that Maven Central serves
+# as this zip.
 # It runs as the system user `elasticsearch` (Elasticsearch refuses root), with a JDK >= 21 (ES_JAVA_HOME, else
 # Temurin 25 or any JDK 21+ under /usr/lib/jvm, else Debian's openjdk-21), security off, loopback only.
 #
@@ -33,7 +34,7 @@ ES_PORT="${POSTROOM_ES_PORT:-59200}"
 ES_TRANSPORT_PORT=$((ES_PORT + 100))
 ES_HEAP="${POSTROOM_ES_HEAP:--Xms512m -Xmx1g}"
 ES_ROOT="$OPS_DIR/elasticsearch"
-ES_CACHE="$OPS_DIR/cache"
+ES_CACHE="$ES_ROOT/cache"
 ES_ZIP="$ES_CACHE/elasticsearch-integ-test-$ES_VERSION.zip"
 ES_HOME="$ES_ROOT/elasticsearch-$ES_VERSION"
 ES_CONF="$ES_ROOT/config"
