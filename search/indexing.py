@@ -10,7 +10,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import and_, delete, insert, select, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -84,14 +84,16 @@ class _Work:
 def _claim(engine: Engine, limit: int) -> list[tuple[str, dt.datetime]]:
     now = utcnow()
     with transaction(engine) as session:
-        stmt = (select(SearchQueueItem).where(SearchQueueItem.next_attempt_at <= now)
+        stmt = (select(SearchQueueItem.document_id, SearchQueueItem.queued_at)
+                .where(SearchQueueItem.next_attempt_at <= now)
                 .order_by(SearchQueueItem.next_attempt_at).limit(limit))
         if is_postgres(session):
             stmt = stmt.with_for_update(skip_locked=True)
-        items = list(session.execute(stmt).scalars())
-        for item in items:
-            item.next_attempt_at = now + LEASE
-        return [(i.document_id, i.queued_at) for i in items]
+        items = [(row.document_id, row.queued_at) for row in session.execute(stmt)]
+        if items:
+            session.execute(update(SearchQueueItem).where(SearchQueueItem.document_id.in_([i for i, _ in items]))
+                            .values(next_attempt_at=now + LEASE))
+        return items
 
 
 class _UnreadableError(Exception):
@@ -118,31 +120,36 @@ def _extract(session: Session, document_id: str, version: DocumentVersion) -> tu
 
 
 def _prepare(engine: Engine, claimed: list[tuple[str, dt.datetime]]) -> list[_Work]:
-    """Read what each claimed document should look like in the index (read-only; extraction happens here)."""
-    work = []
+    """Read what each claimed document should look like in the index: three queries for the whole batch, and
+    extraction only where the version's text is not in the index already (read-only: no write lock held)."""
+    ids = [document_id for document_id, _ in claimed]
+    work = [_Work(document_id, queued_at) for document_id, queued_at in claimed]
     with transaction(engine, readonly=True) as session:
         types = {t.id: t.name for t in session.execute(select(DocumentType)).scalars()}
-        for document_id, queued_at in claimed:
-            item = _Work(document_id, queued_at)
-            work.append(item)
-            document = session.get(Document, document_id)
+        documents = {d.id: d for d in session.execute(select(Document).where(Document.id.in_(ids))).scalars()}
+        current = and_(DocumentVersion.document_id == Document.id, DocumentVersion.major == Document.current_major,
+                       DocumentVersion.minor == Document.current_minor)
+        versions = {v.document_id: v for v in session.execute(
+            select(DocumentVersion).join(Document, current).where(Document.id.in_(ids))).scalars()}
+        texts = {row.document_id: row for row in session.execute(
+            select(SearchEntry.document_id, SearchEntry.content_sha256, SearchEntry.body, SearchEntry.text_status,
+                   SearchEntry.text_error).where(SearchEntry.document_id.in_(ids)))}
+        for item in work:
+            document = documents.get(item.document_id)
             if document is None or document.state != "active":
-                continue
-            version = session.execute(select(DocumentVersion).where(
-                DocumentVersion.document_id == document_id, DocumentVersion.major == document.current_major,
-                DocumentVersion.minor == document.current_minor)).scalar_one()
-            entry = session.execute(select(SearchEntry)
-                                    .where(SearchEntry.document_id == document_id)).scalar_one_or_none()
-            if entry is not None and entry.content_sha256 == version.sha256:
-                body, status, error = entry.body, entry.text_status, entry.text_error
+                continue  # gone, trashed or destroyed: removed from the index
+            version = versions[item.document_id]
+            known = texts.get(item.document_id)
+            if known is not None and known.content_sha256 == version.sha256:
+                body, status, error = known.body, known.text_status, known.text_error
             else:
                 try:
-                    body, status, error = _extract(session, document_id, version)
+                    body, status, error = _extract(session, item.document_id, version)
                 except _UnreadableError as exc:
                     item.retry = str(exc)
                     continue
             item.revision = document.revision
-            item.doc = IndexDoc(document_id=document_id, revision=document.revision, title=document.title, body=body,
+            item.doc = IndexDoc(document_id=document.id, revision=document.revision, title=document.title, body=body,
                                 document_type_id=document.document_type_id,
                                 document_type=types.get(document.document_type_id, ""),
                                 customer_id=document.customer_id, created_at=document.created_at,
@@ -153,17 +160,17 @@ def _prepare(engine: Engine, claimed: list[tuple[str, dt.datetime]]) -> list[_Wo
 
 
 def _write(session: Session, work: list[_Work]) -> tuple[list[IndexDoc], list[str], list[_Work]]:
-    """Write search_entries for the prepared documents whose revision has not moved on meanwhile."""
+    """Write search_entries for the prepared documents whose revision has not moved on meanwhile: one DELETE,
+    one INSERT and one executemany UPDATE for the batch."""
     upserts, removals, done = [], [], []
-    current = dict(session.execute(select(Document.id, Document.revision)
-                                   .where(Document.id.in_([w.document_id for w in work]))).all())
-    entries = {e.document_id: e for e in session.execute(
-        select(SearchEntry).where(SearchEntry.document_id.in_([w.document_id for w in work]))).scalars()}
+    ids = [w.document_id for w in work]
+    current = dict(session.execute(select(Document.id, Document.revision).where(Document.id.in_(ids))).all())
+    existing = dict(session.execute(select(SearchEntry.document_id, SearchEntry.id)
+                                    .where(SearchEntry.document_id.in_(ids))).all())
     now = utcnow()
+    inserts, updates = [], []
     for item in work:
         if item.doc is None:
-            if item.document_id in entries:
-                session.delete(entries[item.document_id])
             removals.append(item.document_id)
             done.append(item)
             continue
@@ -174,24 +181,27 @@ def _write(session: Session, work: list[_Work]) -> tuple[list[IndexDoc], list[st
                   "title": d.title, "body": d.body, "document_type_id": d.document_type_id,
                   "customer_id": d.customer_id, "created_at": d.created_at, "year": d.created_at.year,
                   "restricted": d.restricted, "meta": d.metadata, "text_status": d.text_status,
-                  "text_error": item.error[:500] if item.error else None,
-                  "indexed_at": now}
-        entry = entries.get(item.document_id)
-        if entry is None:
-            session.add(SearchEntry(document_id=item.document_id, **values))
+                  "text_error": item.error[:500] if item.error else None, "indexed_at": now}
+        if item.document_id in existing:
+            updates.append({"id": existing[item.document_id], **values})
         else:
-            for key, value in values.items():
-                setattr(entry, key, value)
+            inserts.append({"document_id": item.document_id, **values})
         upserts.append(d)
         done.append(item)
-    session.flush()
+    if removals:
+        session.execute(delete(SearchEntry).where(SearchEntry.document_id.in_(removals)))
+    if inserts:
+        session.execute(insert(SearchEntry), inserts)
+    if updates:
+        session.execute(update(SearchEntry), updates)  # bulk UPDATE by primary key
     return upserts, removals, done
 
 
 def _dequeue(session: Session, done: list[_Work]) -> None:
-    for item in done:  # only if not queued again since we claimed it
-        session.execute(delete(SearchQueueItem).where(SearchQueueItem.document_id == item.document_id,
-                                                      SearchQueueItem.queued_at == item.queued_at))
+    """Remove the indexed documents from the queue, unless queued again since they were claimed."""
+    if done:
+        session.execute(delete(SearchQueueItem).where(tuple_(SearchQueueItem.document_id, SearchQueueItem.queued_at)
+                                                      .in_([(w.document_id, w.queued_at) for w in done])))
 
 
 def _backoff(engine: Engine, items: list[_Work], error: str) -> None:

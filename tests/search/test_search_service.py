@@ -177,3 +177,20 @@ def test_text_that_cannot_be_extracted_is_still_found_by_title(corpus) -> None: 
     with transaction(readonly=True) as session:
         entry = session.query(SearchEntry).filter_by(document_id=broken).one()
     assert entry.text_status in ("failed", "unsupported", "ok", "empty")
+
+
+def test_indexing_empties_the_queue_and_keeps_text_across_metadata_changes(corpus) -> None:  # noqa: ANN001
+    author, _, ids = corpus
+    from search import indexing
+
+    with transaction(readonly=True) as session:
+        assert indexing.queued(session) == 0
+        before = session.query(SearchEntry).filter_by(document_id=ids["arrears"]).one().indexed_at
+    with transaction() as session:
+        service.update_document(session, actor=author, document_id=ids["arrears"], expected_revision=None,
+                                metadata={"branch": "hull"})
+    settle()
+    with transaction(readonly=True) as session:
+        entry = session.query(SearchEntry).filter_by(document_id=ids["arrears"]).one()
+        assert indexing.queued(session) == 0
+    assert entry.indexed_at > before and entry.meta == {"branch": "hull"} and "arrears" in entry.body
