@@ -251,6 +251,9 @@ def test_the_backfill_puts_events_from_before_the_timeline_on_it_once(world: Wor
     events.clear_subscribers()
     search_indexing.register()
     old = add(w.author, "A document from last year.", title="Old", customer_id=w.customer)
+    with transaction() as s:  # a delivery event from before payloads carried the document id
+        events.emit(s, "letter.delivered", {"letter_id": w.second.letter_id, "customer_id": w.customer,
+                                            "channel": "print", "dispatch_id": "d-1", "detail": ""})
     settle()
     with transaction() as s:
         s.execute(delete(TimelineEntry))
@@ -261,7 +264,9 @@ def test_the_backfill_puts_events_from_before_the_timeline_on_it_once(world: Wor
     added = backfill(get_engine(), batch=3)  # several batches
     assert added == _count() > 0
     # The destroyed document stays gone, the one from before the timeline arrives, titles are current.
-    assert _seen(w) == [("document", old), *[e for e in expected if e != ("document", w.complaint)]]
+    assert _seen(w) == [("delivery", "delivered/print"), ("document", old),
+                        *[e for e in expected if e != ("document", w.complaint)]]
+    assert _page(w).items[0].document_id == w.second.document_id  # found by the letter id in its metadata
     assert next(i for i in _page(w).items if i.document_id == w.contract).title == "Renamed"
     assert backfill(get_engine()) == 0  # again: nothing new
     assert _count() == added
