@@ -8,9 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, insert, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -27,7 +29,7 @@ from search.models import SearchEntry, SearchQueueItem
 log = logging.getLogger(__name__)
 LEASE = dt.timedelta(minutes=5)
 MAX_BACKOFF = dt.timedelta(minutes=10)
-BATCH = 200
+BATCH = 500
 # Repository events that change what the index holds for a document.
 DOCUMENT_EVENTS = (events.DOCUMENT_CREATED, events.DOCUMENT_CHECKED_IN, events.DOCUMENT_UPDATED,
                    events.DOCUMENT_TRASHED, events.DOCUMENT_RESTORED, events.DOCUMENT_DESTROYED)
@@ -79,6 +81,7 @@ class _Work:
     sha256: str = ""
     error: str | None = None
     retry: str | None = None  # the content could not be read now (storage down): try again later
+    same_text: bool = False  # title and text as already indexed: the row's text columns are left alone
 
 
 def _claim(engine: Engine, limit: int) -> list[tuple[str, dt.datetime]]:
@@ -100,7 +103,7 @@ class _UnreadableError(Exception):
     """The stored content could not be read (storage down, key trouble): retry later, do not index as failed."""
 
 
-def _extract(session: Session, document_id: str, version: DocumentVersion) -> tuple[str, str, str | None]:
+def _extract(session: Session, document_id: str, version) -> tuple[str, str, str | None]:  # noqa: ANN001
     from search.extract import extract_text  # the extraction layer (worker processes) loads on first use
 
     settings = get_settings()
@@ -126,14 +129,18 @@ def _prepare(engine: Engine, claimed: list[tuple[str, dt.datetime]]) -> list[_Wo
     work = [_Work(document_id, queued_at) for document_id, queued_at in claimed]
     with transaction(engine, readonly=True) as session:
         types = {t.id: t.name for t in session.execute(select(DocumentType)).scalars()}
-        documents = {d.id: d for d in session.execute(select(Document).where(Document.id.in_(ids))).scalars()}
+        documents = {d.id: d for d in session.execute(select(
+            Document.id, Document.title, Document.document_type_id, Document.customer_id, Document.created_at,
+            Document.meta, Document.restricted, Document.revision, Document.state).where(Document.id.in_(ids)))}
         current = and_(DocumentVersion.document_id == Document.id, DocumentVersion.major == Document.current_major,
                        DocumentVersion.minor == Document.current_minor)
-        versions = {v.document_id: v for v in session.execute(
-            select(DocumentVersion).join(Document, current).where(Document.id.in_(ids))).scalars()}
+        versions = {v.document_id: v for v in session.execute(select(
+            DocumentVersion.document_id, DocumentVersion.major, DocumentVersion.minor, DocumentVersion.sha256,
+            DocumentVersion.blob_key, DocumentVersion.size, DocumentVersion.media_type, DocumentVersion.filename)
+            .join(Document, current).where(Document.id.in_(ids)))}
         texts = {row.document_id: row for row in session.execute(
-            select(SearchEntry.document_id, SearchEntry.content_sha256, SearchEntry.body, SearchEntry.text_status,
-                   SearchEntry.text_error).where(SearchEntry.document_id.in_(ids)))}
+            select(SearchEntry.document_id, SearchEntry.content_sha256, SearchEntry.title, SearchEntry.body,
+                   SearchEntry.text_status, SearchEntry.text_error).where(SearchEntry.document_id.in_(ids)))}
         for item in work:
             document = documents.get(item.document_id)
             if document is None or document.state != "active":
@@ -142,6 +149,7 @@ def _prepare(engine: Engine, claimed: list[tuple[str, dt.datetime]]) -> list[_Wo
             known = texts.get(item.document_id)
             if known is not None and known.content_sha256 == version.sha256:
                 body, status, error = known.body, known.text_status, known.text_error
+                item.same_text = known.title == document.title
             else:
                 try:
                     body, status, error = _extract(session, item.document_id, version)
@@ -154,9 +162,13 @@ def _prepare(engine: Engine, claimed: list[tuple[str, dt.datetime]]) -> list[_Wo
                                 document_type=types.get(document.document_type_id, ""),
                                 customer_id=document.customer_id, created_at=document.created_at,
                                 metadata=document.meta or {}, text_status=status, restricted=document.restricted,
-                                version=version.label)
+                                version=f"{version.major}.{version.minor}")
             item.sha256, item.error = version.sha256, error
     return work
+
+
+_TEXT_COLUMNS = ("title", "body")
+_COLUMN = {"meta": "metadata"}  # attribute → column name where they differ
 
 
 def _write(session: Session, work: list[_Work]) -> tuple[list[IndexDoc], list[str], list[_Work]]:
@@ -168,7 +180,7 @@ def _write(session: Session, work: list[_Work]) -> tuple[list[IndexDoc], list[st
     existing = dict(session.execute(select(SearchEntry.document_id, SearchEntry.id)
                                     .where(SearchEntry.document_id.in_(ids))).all())
     now = utcnow()
-    inserts, updates = [], []
+    inserts, updates, touched = [], [], []
     for item in work:
         if item.doc is None:
             removals.append(item.document_id)
@@ -183,7 +195,11 @@ def _write(session: Session, work: list[_Work]) -> tuple[list[IndexDoc], list[st
                   "restricted": d.restricted, "meta": d.metadata, "text_status": d.text_status,
                   "text_error": item.error[:500] if item.error else None, "indexed_at": now}
         if item.document_id in existing:
-            updates.append({"id": existing[item.document_id], **values})
+            if item.same_text:  # leaving title and body out of the UPDATE spares the full-text index a rewrite
+                touched.append({"_id": existing[item.document_id],
+                                **{k: v for k, v in values.items() if k not in _TEXT_COLUMNS}})
+            else:
+                updates.append({"_id": existing[item.document_id], **values})
         else:
             inserts.append({"document_id": item.document_id, **values})
         upserts.append(d)
@@ -192,8 +208,12 @@ def _write(session: Session, work: list[_Work]) -> tuple[list[IndexDoc], list[st
         session.execute(delete(SearchEntry).where(SearchEntry.document_id.in_(removals)))
     if inserts:
         session.execute(insert(SearchEntry), inserts)
-    if updates:
-        session.execute(update(SearchEntry), updates)  # bulk UPDATE by primary key
+    for rows in (updates, touched):
+        if rows:
+            table = SearchEntry.__table__
+            names = [k for k in rows[0] if k != "_id"]
+            session.execute(update(table).where(table.c.id == bindparam("_id"))
+                            .values({table.c[_COLUMN.get(k, k)]: bindparam(k) for k in names}), rows)
     return upserts, removals, done
 
 
@@ -214,8 +234,49 @@ def _backoff(engine: Engine, items: list[_Work], error: str) -> None:
                 row.next_attempt_at = utcnow() + min(dt.timedelta(seconds=2 ** row.attempts), MAX_BACKOFF)
 
 
-def index_pending(engine: Engine, *, limit: int = BATCH) -> int:
-    """Index up to `limit` queued documents; returns how many were claimed."""
+class Pipeline:
+    """Sends one batch to an external backend on a thread while the next batch is read and written, so the
+    database work and the backend's indexing overlap; at most one batch is in flight, so batches reach the
+    backend in order."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="search-send")
+        self._pending: Future[None] | None = None
+
+    def submit(self, send: Callable[[], None]) -> None:
+        """Wait for the batch in flight, then send this one."""
+        self.wait()
+        self._pending = self._pool.submit(send)
+
+    def wait(self) -> None:
+        """Wait until nothing is in flight."""
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def close(self) -> None:
+        """Finish what is in flight and stop the thread."""
+        self.wait()
+        self._pool.shutdown()
+
+
+def _send(engine: Engine, backend, upserts: list[IndexDoc], removals: list[str],  # noqa: ANN001
+          done: list[_Work]) -> None:
+    try:
+        with transaction(engine, readonly=True) as session:
+            backend.delete(session, removals)
+            backend.upsert(session, upserts)
+    except Exception as exc:  # the backend is down or refused: the queue keeps them; retry with backoff
+        log.warning("search backend %s failed; %d documents stay queued: %s", backend.name, len(done), exc)
+        _backoff(engine, done, f"{type(exc).__name__}: {exc}")
+        return
+    with transaction(engine) as session:
+        _dequeue(session, done)
+
+
+def index_pending(engine: Engine, *, limit: int = BATCH, pipeline: Pipeline | None = None) -> int:
+    """Index up to `limit` queued documents; returns how many were claimed. With a `pipeline`, an external
+    backend's write of this batch may still be in flight on return."""
     claimed = _claim(engine, limit)
     if not claimed:
         return 0
@@ -231,16 +292,10 @@ def index_pending(engine: Engine, *, limit: int = BATCH) -> int:
             backend.upsert(session, upserts)
             _dequeue(session, done)
     if not getattr(backend, "transactional", False):
-        try:
-            with transaction(engine, readonly=True) as session:
-                backend.delete(session, removals)
-                backend.upsert(session, upserts)
-        except Exception as exc:  # the backend is down or refused: the queue keeps them; retry with backoff
-            log.warning("search backend %s failed; %d documents stay queued: %s", backend.name, len(done), exc)
-            _backoff(engine, done, f"{type(exc).__name__}: {exc}")
-            return len(claimed)
-        with transaction(engine) as session:
-            _dequeue(session, done)
+        if pipeline is None:
+            _send(engine, backend, upserts, removals, done)
+        else:
+            pipeline.submit(lambda: _send(engine, backend, upserts, removals, done))
     return len(claimed)
 
 
@@ -254,13 +309,28 @@ def queued(session: Session) -> int:
 def drain(engine: Engine) -> int:
     """Index until nothing is due (tests, reindex); returns how many were processed."""
     total = 0
-    while n := index_pending(engine):
-        total += n
+    pipeline = Pipeline()
+    try:
+        while n := index_pending(engine, pipeline=pipeline):
+            total += n
+    finally:
+        pipeline.close()
     return total
 
 
 def run_indexer(engine: Engine, stop: threading.Event, *, poll_seconds: float = 1.0) -> None:
     """Index queued documents until `stop` is set."""
-    events.poll_until_stopped(lambda: index_pending(engine), stop, poll_seconds=poll_seconds, what="search indexing")
+    pipeline = Pipeline()
+
+    def step() -> int:
+        done = index_pending(engine, pipeline=pipeline)
+        if not done:
+            pipeline.wait()  # idle: let the last batch land before sleeping
+        return done
+
+    try:
+        events.poll_until_stopped(step, stop, poll_seconds=poll_seconds, what="search indexing")
+    finally:
+        pipeline.close()
 
 
