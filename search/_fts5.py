@@ -45,7 +45,7 @@ class Fts5Backend:
             return {rowid: safe_snippet(raw) for rowid, raw in rows}
 
         return _sql.run(session, query, matched=matched, ranked=ranked, score=-ranked.c.rank, snippets=snippets,
-                        plain=True)
+                        plain=True, one_pass=True)
 
     def revisions(self, session: Session, document_ids: list[str]) -> dict[str, int]:
         """The indexed revision per document id."""

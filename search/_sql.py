@@ -3,7 +3,9 @@ they differ only in how they match text and make snippets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select
@@ -78,17 +80,62 @@ def _facets(session: Session, query: SearchQuery, matched,  # noqa: ANN001
                    "customer": by_customer}
 
 
+def _one_pass(session: Session, query: SearchQuery, ranked, score: ColumnElement[float],  # noqa: ANN001
+              plain: bool) -> tuple[int, dict[str, dict[str, int]], list[Any] | None]:
+    """Total, facets and (for relevance order) the best `offset + limit` matches in ONE streamed pass over the
+    matches: on SQLite each further pass costs a row lookup per match, which dominates large result sets."""
+    cols = [_plain(c, ranked) if plain else c for c in
+            (SearchEntry.document_type_id, SearchEntry.year, SearchEntry.customer_id)]
+    stmt = _scoped(select(SearchEntry.id, SearchEntry.document_id, *cols, score.label("score"))
+                   .select_from(SearchEntry), query, ranked, plain)
+    by_type: Counter[str] = Counter()
+    by_year: Counter[str] = Counter()
+    by_customer: Counter[str] = Counter()
+
+    def rows() -> Iterator[Any]:
+        for row in session.execute(stmt).yield_per(5000):
+            by_type[row[2]] += 1
+            by_year[row[3]] += 1
+            if row[4] is not None:
+                by_customer[row[4]] += 1
+            yield row
+
+    if query.sort == "relevance":
+        top = heapq.nsmallest(query.offset + query.limit, rows(), key=lambda r: (-(r[5] or 0.0), r[1]))
+    else:
+        top = None
+        for _ in rows():
+            pass
+    total = sum(by_type.values())
+    if not query.facets:
+        return total, {}, top
+    customers = dict(sorted(by_customer.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_CUSTOMERS])
+    years = {str(y): n for y, n in sorted(by_year.items(), reverse=True)}
+    return total, {"document_type": dict(by_type), "year": years, "customer": customers}, top
+
+
 def run(session: Session, query: SearchQuery, *, matched, score: ColumnElement[float] | None,  # noqa: ANN001
-        snippets: Snippets | None, plain: bool = False, ranked=None) -> SearchResult:  # noqa: ANN001
+        snippets: Snippets | None, plain: bool = False, ranked=None,  # noqa: ANN001
+        one_pass: bool = False) -> SearchResult:
     """Count, facet and page the documents that match (all the filtered ones when `matched` is None). `ranked`
     (the matches with their score, used for the page only) defaults to `matched`; `plain` (SQLite) keeps the
-    planner from driving the join from an index of every document."""
+    planner from driving the join from an index of every document; `one_pass` computes total, facets and a
+    relevance page in a single streamed pass."""
     ranked = matched if ranked is None else ranked
     if not query.type_ids:
         return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
-    total, facets = _facets(session, query, matched, plain)
+    top = None
+    if one_pass and score is not None:
+        total, facets, top = _one_pass(session, query, ranked, score, plain)
+    else:
+        total, facets = _facets(session, query, matched, plain)
     if not total or query.limit == 0:
         return SearchResult([], total, facets)
+    if top is not None:
+        chosen = top[query.offset:query.offset + query.limit]
+        titles = dict(session.execute(select(SearchEntry.id, SearchEntry.title)
+                                      .where(SearchEntry.id.in_([r[0] for r in chosen]))).all())
+        return _hits(session, [(r[0], r[1], titles.get(r[0], ""), r[5]) for r in chosen], snippets, total, facets)
     score_col = (score if score is not None else func.cast(0.0, SearchEntry.id.type)).label("score")
     created = _plain(SearchEntry.created_at, matched) if plain else SearchEntry.created_at
     if query.sort == "oldest":
@@ -100,12 +147,20 @@ def run(session: Session, query: SearchQuery, *, matched, score: ColumnElement[f
     page = session.execute(_scoped(select(SearchEntry.id, SearchEntry.document_id, SearchEntry.title,
                                           score_col).select_from(SearchEntry), query, ranked, plain)
                            .order_by(*order).offset(query.offset).limit(query.limit)).all()
-    found = snippets([r.id for r in page]) if snippets is not None else {}
+    return _hits(session, [tuple(r) for r in page], snippets, total, facets)
+
+
+def _hits(session: Session, page: list[tuple[int, str, str, float | None]], snippets: Snippets | None,
+          total: int, facets: dict[str, dict[str, int]]) -> SearchResult:
+    """The page's hits with snippets (a leading excerpt where the backend made none)."""
+    ids = [row[0] for row in page]
+    found = snippets(ids) if snippets is not None else {}
     heads = {} if len(found) == len(page) else dict(session.execute(
         select(SearchEntry.id, func.substr(SearchEntry.body, 1, 240))
-        .where(SearchEntry.id.in_([r.id for r in page if r.id not in found]))).all())
-    hits = [Hit(document_id=r.document_id, score=float(r.score or 0.0),
-                snippet=found.get(r.id) or safe_snippet(_head(heads.get(r.id))), title=r.title) for r in page]
+        .where(SearchEntry.id.in_([i for i in ids if i not in found]))).all())
+    hits = [Hit(document_id=document_id, score=float(score or 0.0),
+                snippet=found.get(entry_id) or safe_snippet(_head(heads.get(entry_id))), title=title)
+            for entry_id, document_id, title, score in page]
     return SearchResult(hits, total, facets)
 
 
