@@ -103,7 +103,9 @@ class _UnreadableError(Exception):
     """The stored content could not be read (storage down, key trouble): retry later, do not index as failed."""
 
 
-def _extract(session: Session, document_id: str, version) -> tuple[str, str, str | None]:  # noqa: ANN001
+def extract_version(session: Session, document_id: str, version) -> tuple[str, str, str | None]:  # noqa: ANN001
+    """The text of a stored version (status and error as extract_text reports them), with the configured size
+    cap and time limit; raises _UnreadableError when the content itself cannot be read now."""
     from search.extract import extract_text  # the extraction layer (worker processes) loads on first use
 
     settings = get_settings()
@@ -152,7 +154,7 @@ def _prepare(engine: Engine, claimed: list[tuple[str, dt.datetime]]) -> list[_Wo
                 item.same_text = known.title == document.title
             else:
                 try:
-                    body, status, error = _extract(session, item.document_id, version)
+                    body, status, error = extract_version(session, item.document_id, version)
                 except _UnreadableError as exc:
                     item.retry = str(exc)
                     continue

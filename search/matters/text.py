@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from repository.models import DocumentVersion
-from search.indexing import _extract
+from search.indexing import extract_version
 from search.models import SearchEntry
 from search.query import And, Node, Not, Or, Phrase, Term, words_of
 
@@ -27,7 +27,7 @@ def current_text(session: Session, version: DocumentVersion) -> tuple[str, str]:
     found = indexed_text(session, version)
     if found is not None:
         return found
-    body, status, _error = _extract(session, version.document_id, version)
+    body, status, _error = extract_version(session, version.document_id, version)
     return body, status
 
 
