@@ -1,5 +1,6 @@
 """Records management under random sequences of create, revise, declare, hold, release, business events, rule
-changes, time passing, sweeps, approvals, executions and erasure requests, against a Python model (SQLite).
+changes, time passing, sweeps, approvals, executions and erasure requests, against a Python model (SQLite; a few
+examples on PostgreSQL too).
 
 The model knows, per document, its class, clock, due date, disposition, whether it is declared (and its version
 hashes then), restricted or destroyed, and which holds cover it. After every step the database must agree, and:
@@ -13,6 +14,7 @@ import atexit
 import datetime as dt
 import hashlib
 import os
+import secrets
 import shutil
 import sqlite3
 import tempfile
@@ -24,8 +26,15 @@ from pathlib import Path
 import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from sqlalchemy import func, select
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import create_engine, func, select, text
 
 from records import clock
 from records import events as records_events
@@ -42,6 +51,7 @@ from repository.models import Customer, DataKey, Document, DocumentVersion, User
 from repository.service.destruction import delete_blobs
 from search import service as search
 from search.models import SearchEntry
+from tests.conftest import PG_URL
 from tests.repository.helpers import staged
 from tests.search.support import settle
 from tests.search.support import start as start_search
@@ -69,14 +79,8 @@ def _point_at(root: Path) -> None:
     runtime.reset()
 
 
-@lru_cache
-def _template() -> Path:
-    """A migrated SQLite database with the users, two customers and the two classes, built once."""
-    root = Path(tempfile.mkdtemp(prefix="postroom-rsm-template-"))
-    atexit.register(shutil.rmtree, root, True)
-    _point_at(root)
-    engine = get_engine()
-    upgrade(engine)
+def _populate() -> None:
+    """The users, two customers and the two classes every example starts with."""
     with transaction() as s:
         manager = identity.create_user(s, username="rita", password="state-machine-pw",
                                        roles=["records_manager", "admin"], actor="test")
@@ -88,6 +92,17 @@ def _template() -> Path:
                                         period_unit="days", action="destroy",
                                         event_type=EVENT_TYPE if trigger == "event" else None)
             fileplan.map_document_types(s, actor=manager, class_id=cls.id, document_types=[doc_type])
+
+
+@lru_cache
+def _template() -> Path:
+    """A migrated, populated SQLite database, built once and copied for every example."""
+    root = Path(tempfile.mkdtemp(prefix="postroom-rsm-template-"))
+    atexit.register(shutil.rmtree, root, True)
+    _point_at(root)
+    engine = get_engine()
+    upgrade(engine)
+    _populate()
     engine.dispose()
     runtime.reset()
     target = root / "template.db"
@@ -140,11 +155,10 @@ class RecordsMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self._saved_env = {k: os.environ.get(k) for k in _ENV}
-        template = _template()
         self.root = Path(tempfile.mkdtemp(prefix="postroom-rsm-"))
         _point_at(self.root)
         (self.root / "data").mkdir()
-        shutil.copyfile(template, self.root / "data" / "postroom.db")
+        self._database()
         clock.reset()
         records_events.register()
         start_search()
@@ -162,9 +176,14 @@ class RecordsMachine(RuleBasedStateMachine):
         self.last_event: dict[int, dt.datetime] = {}
         self.erasures = 0
 
+    def _database(self) -> None:
+        """This example's database: a copy of the SQLite template."""
+        shutil.copyfile(_template(), self.root / "data" / "postroom.db")
+
     def teardown(self) -> None:
         clock.reset()
         get_engine().dispose()
+        self._drop_database()
         for k, v in self._saved_env.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -172,6 +191,9 @@ class RecordsMachine(RuleBasedStateMachine):
                 os.environ[k] = v
         runtime.reset()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _drop_database(self) -> None:
+        """Nothing to drop: the SQLite file goes with the example's directory."""
 
     # --- model helpers -------------------------------------------------------------------------------------------
 
@@ -214,7 +236,8 @@ class RecordsMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.docs)
     @rule(data=st.data())
     def revise(self, data: st.DataObject) -> None:
-        doc = data.draw(st.sampled_from(self.docs))
+        # Records first: the attempts that must fail are the point (and the simplest draw picks them).
+        doc = data.draw(st.sampled_from(sorted(self.docs, key=lambda d: d.declared is None)))
         content = f"A letter about the {doc.word}, draft {len(doc.contents) + 1}.".encode()
         if doc.destroyed:
             with pytest.raises(NotFoundError), transaction() as s:
@@ -525,5 +548,38 @@ def _info(document_id: str) -> RecordInfo:
         return row
 
 
+class PostgresRecordsMachine(RecordsMachine):
+    """The same machine on a fresh PostgreSQL database per example, cloned from the migrated test template."""
+
+    template = ""
+
+    def _database(self) -> None:
+        self.database = f"postroom_rsm_{secrets.token_hex(6)}"
+        _admin(f'CREATE DATABASE "{self.database}" TEMPLATE "{self.template}"')
+        os.environ["POSTROOM_DATABASE_URL"] = PG_URL.rsplit("/", 1)[0] + f"/{self.database}"
+        runtime.reset()
+        _populate()
+
+    def _drop_database(self) -> None:
+        _admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+
+def _admin(statement: str) -> None:
+    engine = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
 TestRecordsStateMachine = RecordsMachine.TestCase
 TestRecordsStateMachine.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
+
+
+@pytest.mark.postgres
+def test_records_state_machine_on_postgresql(pg_template: str) -> None:
+    """Fewer examples on PostgreSQL: the same rules, its own SQL (advisory lock, SKIP LOCKED, full text)."""
+    PostgresRecordsMachine.template = pg_template
+    run_state_machine_as_test(PostgresRecordsMachine,
+                              settings=settings(max_examples=6, stateful_step_count=30, deadline=None))
