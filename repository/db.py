@@ -39,8 +39,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         # Reads of large tables (the search index) go through the OS page cache instead of copying pages in.
+        # (The page cache stays at its default: uncommitted transactions larger than it spill to the WAL, which
+        # tests/repository/test_crash_safety.py relies on.)
         cur.execute("PRAGMA mmap_size=268435456")
-        cur.execute("PRAGMA cache_size=-32000")
         cur.close()
 
     @event.listens_for(engine, "begin")
