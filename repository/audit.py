@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
@@ -25,12 +26,17 @@ _MOVE_HEAD = update(AuditHead).where(AuditHead.id == 1).values(
 _FIELDS = ("seq", "at", "actor", "action", "object_type", "object_id", "details", "prev_hash")
 
 
-def _digest(entry: AuditEntry | dict[str, Any]) -> str:
-    row = entry if isinstance(entry, dict) else {f: getattr(entry, f) for f in _FIELDS}
-    body = [row[f] for f in _FIELDS]
-    body[1] = row["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def chain_hash(row: dict[str, Any], fields: tuple[str, ...]) -> str:
+    """The SHA-256 of a hash-chained row's fields in canonical JSON (times as UTC ISO strings); the audit trail
+    and other chains (a matter's chain of custody) hash their rows with it."""
+    body = [row[f].strftime("%Y-%m-%dT%H:%M:%S.%fZ") if isinstance(row[f], dt.datetime) else row[f] for f in fields]
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _digest(entry: AuditEntry | dict[str, Any]) -> str:
+    row = entry if isinstance(entry, dict) else {f: getattr(entry, f) for f in _FIELDS}
+    return chain_hash(row, _FIELDS)
 
 
 def record(

@@ -4,7 +4,6 @@ inserted event is found by `verify_custody`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -20,10 +19,7 @@ _FIELDS = ("matter_id", "seq", "at", "actor", "action", "details", "prev_hash")
 
 
 def _digest(row: dict[str, Any]) -> str:
-    body = [row[f] for f in _FIELDS]
-    body[2] = row["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return audit.chain_hash(row, _FIELDS)
 
 
 def lock(session: Session, matter_id: str) -> Matter | None:
@@ -48,17 +44,8 @@ def record(session: Session, matter: Matter, *, actor: str, action: str, details
 
 
 @dataclass(frozen=True)
-class CustodyReport:
+class CustodyReport(audit.ChainReport):
     """The outcome of verifying a matter's chain: events checked and the first bad one, if any."""
-
-    checked: int
-    bad_seq: int | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when every event verified."""
-        return self.bad_seq is None
 
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON."""
