@@ -14,7 +14,16 @@ from sqlalchemy.orm import Session
 from records import clock
 from records import events as names
 from records.errors import DispositionStateError, InvalidRuleError, LegalHoldActiveError, RecordsNotFoundError
-from records.models import CREATED, DECLARED, EVENT, LETTER_SENT, BusinessEvent, RecordInfo, RetentionClass
+from records.models import (
+    CREATED,
+    DECLARED,
+    EVENT,
+    LETTER_SENT,
+    BusinessEvent,
+    ErasureRequest,
+    RecordInfo,
+    RetentionClass,
+)
 from records.retention import due_date, fiscal_start
 from records.service.common import SYSTEM, active_holds, note, require_records_manager
 from records.service.fileplan import class_of_type, get_class, rule_of
@@ -36,6 +45,29 @@ def _fiscal() -> tuple[int, int]:
 def due_for(cls: RetentionClass | None, trigger_at: dt.datetime | None) -> dt.datetime | None:
     """When a document of this class whose clock started at `trigger_at` falls due."""
     return None if cls is None else due_date(trigger_at, rule_of(cls), _fiscal())
+
+
+def within_erasure(due: dt.datetime | None, *, erasure_at: dt.datetime | None, declared: bool,
+                   cls: RetentionClass | None) -> dt.datetime | None:
+    """The due date of a document an erasure request restricted: one it kept only because of a legal hold stays
+    due from the request whatever its rule says later; a record, or a class with a legal basis, keeps its
+    retention (the request erases it when that ends)."""
+    if erasure_at is None or declared or (cls is not None and cls.legal_basis):
+        return due
+    return erasure_at if due is None or due > erasure_at else due
+
+
+def _erasure_at(session: Session, info: RecordInfo) -> dt.datetime | None:
+    request = session.get(ErasureRequest, info.erasure_id) if info.erasure_id else None
+    return request.requested_at if request is not None else None
+
+
+def due_of(session: Session, info: RecordInfo, cls: RetentionClass | None,
+           trigger_at: dt.datetime | None) -> dt.datetime | None:
+    """When this document falls due with its clock started at `trigger_at`: its class's rule, within what an
+    erasure request promised."""
+    return within_erasure(due_for(cls, trigger_at), erasure_at=_erasure_at(session, info),
+                          declared=info.declared_at is not None, cls=cls)
 
 
 def _last_event(session: Session, customer_id: str | None, event_type: str | None) -> dt.datetime | None:
@@ -121,7 +153,7 @@ def on_letter_sent(session: Session, event: OutboxEvent) -> None:
 
 
 def _start_clock(session: Session, info: RecordInfo, cls: RetentionClass, at: dt.datetime, *, why: str) -> None:
-    info.trigger_at, info.due_at, info.updated_at = at, due_for(cls, at), clock.now()
+    info.trigger_at, info.due_at, info.updated_at = at, due_of(session, info, cls, at), clock.now()
     note(session, actor=SYSTEM, action=names.RECORD_CLOCK_STARTED, object_type="document",
          object_id=info.document_id, details={"why": why, "trigger_at": at.isoformat(), "due_at": _iso(info.due_at)},
          event=names.RECORD_CLOCK_STARTED, payload={"document_id": info.document_id, "due_at": _iso(info.due_at)})
@@ -133,8 +165,9 @@ def _rows_of_class(session: Session, class_id: str) -> Iterator[list[Any]]:
     while True:
         rows = session.execute(
             select(RecordInfo.document_id, RecordInfo.trigger_at, RecordInfo.declared_at, RecordInfo.customer_id,
-                   RecordInfo.due_at, Document.created_at)
+                   RecordInfo.due_at, Document.created_at, ErasureRequest.requested_at.label("erasure_at"))
             .join(Document, Document.id == RecordInfo.document_id)
+            .outerjoin(ErasureRequest, ErasureRequest.id == RecordInfo.erasure_id)
             .where(RecordInfo.class_id == class_id, RecordInfo.disposition.in_(OPEN), RecordInfo.document_id > after)
             .order_by(RecordInfo.document_id).limit(_CHUNK)).all()
         if not rows:
@@ -160,7 +193,8 @@ def recompute_class(session: Session, *, cls: RetentionClass, trigger_changed: b
                 sent = row.trigger_at if cls.trigger == LETTER_SENT else None  # a send time is not kept elsewhere
                 trigger = trigger_of(session, cls, created_at=row.created_at, declared_at=row.declared_at,
                                      customer_id=row.customer_id, sent_at=sent)
-            due = due_for(cls, trigger)
+            due = within_erasure(due_for(cls, trigger), erasure_at=row.erasure_at,
+                                 declared=row.declared_at is not None, cls=cls)
             if (trigger, due) != (row.trigger_at, row.due_at):
                 updates.append({"doc": row.document_id, "trigger": trigger, "due": due, "now": now})
                 if row.declared_at is not None and (row.due_at is None or (due is not None and due > row.due_at)):
@@ -205,7 +239,7 @@ def reclassify(session: Session, *, actor: User, document_id: str, class_ref: st
     sent = info.trigger_at if old_cls is not None and old_cls.trigger == LETTER_SENT == cls.trigger else None
     trigger = trigger_of(session, cls, created_at=document.created_at, declared_at=info.declared_at,
                          customer_id=info.customer_id, sent_at=sent)
-    due = due_for(cls, trigger)
+    due = due_of(session, info, cls, trigger)
     holds = active_holds(session, document_id)
     if holds and due is not None and (info.due_at is None or due < info.due_at):
         raise LegalHoldActiveError(f"document {document_id} is under legal hold ({', '.join(holds)}): it cannot be "

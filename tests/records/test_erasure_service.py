@@ -205,3 +205,33 @@ def test_the_sweep_proposes_kept_documents_for_destruction_when_due_and_released
         items = {i.document_id: i.action for i in s.execute(
             select(DispositionItem).where(DispositionItem.batch_id == batch_id)).scalars()}
     assert items == {sc.held: "destroy"}
+
+
+def test_a_rule_change_or_reclassification_keeps_a_held_documents_erasure_date(scenario: Scenario) -> None:
+    """A document an erasure request kept only for its hold stays due from the request: a longer rule, or a
+    reclassification, does not quietly undo the erasure once the hold is released."""
+    from records.service import classification, fileplan
+    from records.service.disposition.sweep import propose
+
+    sc = scenario
+    extra_hold = erasure_support.place_hold(sc.manager, sc.unrecorded)  # a letter, 2-year class, not declared
+    _, _, request_id = _erase(sc)
+    with transaction(readonly=True) as s:
+        erased_at = s.get(ErasureRequest, request_id).requested_at
+        class_id = s.get(RecordInfo, sc.unrecorded).class_id
+        assert s.get(RecordInfo, sc.unrecorded).due_at == erased_at
+    with transaction() as s:
+        fileplan.update_class(s, actor=sc.manager.user, class_id=class_id, reason="longer", period_value=10)
+        classification.reclassify(s, actor=sc.manager.user, document_id=sc.unrecorded, class_ref=class_id,
+                                  reason="filed again")
+    with transaction(readonly=True) as s:
+        assert s.get(RecordInfo, sc.unrecorded).due_at == erased_at
+        assert s.get(RecordInfo, sc.record).due_at > erased_at + dt.timedelta(days=9 * 365)  # a record follows it
+    with transaction() as s:
+        s.execute(update(HoldItem).where(HoldItem.hold_id == extra_hold).values(released_at=clock.now()))
+    with transaction() as s:
+        batch_id = propose(s, actor="test").batch_id
+    with transaction(readonly=True) as s:
+        items = {i.document_id: i.action for i in s.execute(
+            select(DispositionItem).where(DispositionItem.batch_id == batch_id)).scalars()}
+    assert items == {sc.unrecorded: "destroy"}

@@ -129,6 +129,7 @@ class Doc:
     disposition: str = "active"
     declared: list[str] | None = None  # the version hashes at declaration
     restricted: bool = False
+    erasure_at: dt.datetime | None = None  # when an erasure request restricted it
     blob_keys: list[str] = field(default_factory=list)
 
     @property
@@ -202,6 +203,13 @@ class RecordsMachine(RuleBasedStateMachine):
 
     def _due(self, kind: str, trigger: dt.datetime | None) -> dt.datetime | None:
         return due_date(trigger, Rule(self.periods[kind], "days"))
+
+    def _due_of(self, doc: Doc, trigger: dt.datetime | None) -> dt.datetime | None:
+        """The rule's due date; a document an erasure request kept only for a hold stays due from the request."""
+        due = self._due(doc.kind, trigger)
+        if doc.erasure_at is None or doc.declared is not None:
+            return due
+        return doc.erasure_at if due is None else min(due, doc.erasure_at)
 
     def _live(self) -> list[Doc]:
         return [d for d in self.docs if not d.destroyed]
@@ -347,17 +355,20 @@ class RecordsMachine(RuleBasedStateMachine):
         for doc in self.docs:
             if (doc.kind == "event" and doc.customer == customer and doc.disposition in OPEN
                     and (doc.trigger_at is None or doc.trigger_at < occurred)):
-                doc.trigger_at, doc.due_at = occurred, self._due("event", occurred)
+                doc.trigger_at, doc.due_at = occurred, self._due_of(doc, occurred)
 
     @rule(kind=st.sampled_from(sorted(KINDS)), days=st.sampled_from([2, 5, 10, 30]))
     def change_rule(self, kind: str, days: int) -> None:
         with transaction() as s:
             fileplan.update_class(s, actor=self.manager, class_id=self.class_ids[kind], reason="new regulation",
                                   period_value=days)
+        if days == self.periods[kind]:
+            event("rule change: the same period, nothing recomputed")
+            return
         self.periods[kind] = days
         for doc in self.docs:
             if doc.kind == kind and doc.disposition in OPEN:
-                doc.due_at = self._due(kind, doc.trigger_at)
+                doc.due_at = self._due_of(doc, doc.trigger_at)
 
     @rule(days=st.sampled_from([1, 4, 12, 40]))
     def time_passes(self, days: int) -> None:
@@ -442,6 +453,7 @@ class RecordsMachine(RuleBasedStateMachine):
             result = erasure.request_erasure(s, actor=self.manager, customer_id=self.customers[customer])
             erased = {e["document_id"] for e in result.request.report["erased"]}
             kept = {e["document_id"]: e["reason"] for e in result.request.report["kept"]}
+            requested_at = result.request.requested_at
         delete_blobs(result.blob_keys)
         after = clock.now()
         want_erased, want_kept = set(), {}
@@ -458,6 +470,7 @@ class RecordsMachine(RuleBasedStateMachine):
                 event("erasure: kept, held")
                 want_kept[doc.id] = "legal_hold"
                 doc.restricted = True
+                doc.erasure_at = requested_at
             elif reason is None:
                 event("erasure: destroyed")
                 want_erased.add(doc.id)
@@ -466,6 +479,7 @@ class RecordsMachine(RuleBasedStateMachine):
                 event("erasure: kept, a record")
                 want_kept[doc.id] = reason
                 doc.restricted = True
+                doc.erasure_at = requested_at
         assert (erased, kept) == (want_erased, want_kept)
 
     # --- invariants ----------------------------------------------------------------------------------------------
