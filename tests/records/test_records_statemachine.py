@@ -324,7 +324,7 @@ class RecordsMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.holds and self.docs)
     @rule(data=st.data())
     def add_to_hold(self, data: st.DataObject) -> None:
-        hold_id = data.draw(st.sampled_from(sorted(self.holds)))
+        hold_id = data.draw(st.sampled_from(list(self.holds)))  # in the order placed: ids are random
         doc = data.draw(st.sampled_from(self.docs))
         active, ids = self.holds[hold_id]
         expected = HoldStateError if not active else InvalidInputError if doc.destroyed else None
@@ -336,7 +336,7 @@ class RecordsMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.holds)
     @rule(data=st.data())
     def release_hold(self, data: st.DataObject) -> None:
-        hold_id = data.draw(st.sampled_from(sorted(self.holds)))
+        hold_id = data.draw(st.sampled_from(list(self.holds)))  # in the order placed: ids are random
         active, ids = self.holds[hold_id]
         with pytest.raises(HoldStateError) if not active else nullcontext(), transaction() as s:
             holds.release_hold(s, actor=self.manager, hold_id=hold_id, reason="matter settled")
@@ -409,7 +409,7 @@ class RecordsMachine(RuleBasedStateMachine):
         self._approve(data.draw(st.sampled_from([b for b in self.batches if b.state == "proposed"])), exclude)
 
     def _approve(self, batch: Batch, exclude: bool) -> None:
-        excluded = [min(batch.items)] if exclude else []
+        excluded = [next(d.id for d in self.docs if d.id in batch.items)] if exclude else []  # not by random id
         with transaction() as s:
             approve(s, actor=self.manager, batch_id=batch.id,
                     exclude=[{"document_id": d, "reason": "still needed"} for d in excluded])
