@@ -68,6 +68,13 @@ def record(
     return row["hash"]
 
 
+def lock_head(session: Session) -> None:
+    """Take the chain head's lock now, until the transaction ends (`record` takes it anyway). Work that decides on
+    rows another transaction may be changing, then records its decision, takes it first: two such transactions
+    then run one after the other, and the second sees what the first committed (legal holds and destructions)."""
+    session.execute(_LOCK_HEAD).one()
+
+
 def record_many(session: Session, entries: list[dict[str, Any]]) -> None:
     """Append many rows (each with actor, action, object_type, object_id, details) to the chain with one lock of
     its head and one insert: what `record` does for each, for bulk work such as a batch of letters."""

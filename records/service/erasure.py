@@ -18,6 +18,7 @@ from records.models import ErasureRequest, HoldItem, RecordInfo, RetentionClass
 from records.service.classification import ensure_info
 from records.service.common import note, require_records_manager
 from records.service.destroy import destroy_with_tombstone
+from repository import audit
 from repository.access import ADMIN, RECORDS_MANAGER, deny_read
 from repository.errors import InvalidInputError
 from repository.models import Customer, Document, DocumentType, User
@@ -148,6 +149,7 @@ def request_erasure(session: Session, *, actor: User, customer_id: str,
     reference = _reference(reference)
     if session.get(Customer, customer_id) is None:
         raise RecordsNotFoundError(f"customer {customer_id} not found")
+    audit.lock_head(session)  # decided against holds nobody is placing at this moment (see holds.add_items)
     now = clock.now()
     request = ErasureRequest(customer_id=customer_id, reference=reference, requested_by=actor.username,
                              requested_at=now)

@@ -21,6 +21,7 @@ from records.errors import HoldStateError, RecordsNotFoundError
 from records.models import HoldItem, LegalHold
 from records.service import hold_query
 from records.service.common import note, require_records_manager
+from repository import audit
 from repository.access import ADMIN, RECORDS_MANAGER, deny_read
 from repository.errors import InvalidInputError
 from repository.models import Customer, Document, DocumentVersion, User
@@ -203,6 +204,9 @@ def add_items(session: Session, *, actor: User, hold_id: str, document_ids: list
     if hold.state != ACTIVE:
         raise HoldStateError(f"legal hold {hold_id} was released on {hold.released_at.isoformat()}; open a new hold "
                              "to hold more documents", hold_id=hold_id)
+    # Before reading the documents: a destruction deciding about one of them meanwhile commits first (and is seen
+    # as destroyed here), or waits for this hold and sees it.
+    audit.lock_head(session)
     source, ids, criteria = _sources(session, document_ids, customer_id, query)
     here: set[str] = set()
     for chunk in _chunks(ids):

@@ -41,6 +41,7 @@ from records.service.disposition.states import (
     TRANSFERRED,
 )
 from records.service.disposition.transfer import build_package
+from repository import audit
 from repository.db import transaction
 from repository.errors import RepositoryError
 from repository.models import Document
@@ -152,6 +153,7 @@ def _skip(session: Session, item: DispositionItem, info: RecordInfo | None, reas
 
 
 def _item(session: Session, batch: DispositionBatch, item: DispositionItem, package: set[str]) -> list[str]:
+    audit.lock_head(session)  # a hold being placed on this document meanwhile commits first, and is seen below
     info = session.execute(select(RecordInfo).where(RecordInfo.document_id == item.document_id)
                            .with_for_update()).scalar_one_or_none()
     reason = _why_not(session, item, info, package)
