@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from api.cli_batches import batch_app
 from api.cli_common import console, fail, staff_user
@@ -153,6 +154,29 @@ def keys_rotate() -> None:
     console.print(f"new active key {kek_id}; rewrapped {count} data keys")
 
 
+@keys_app.command("list")
+def keys_list() -> None:
+    """The key-encryption keys in the ring: which is active, and how many data keys each still wraps."""
+    with transaction(readonly=True) as session:
+        usage = vault.key_usage(session, runtime=get_runtime())
+    table = Table("key", "active", "data keys")
+    for kid, active, count in usage:
+        table.add_row(kid, "yes" if active else "", str(count))
+    console.print(table)
+
+
+@keys_app.command("retire")
+def keys_retire(kek_id: str) -> None:
+    """Remove a key that wraps no data key any more (rotate first) from the ring, for good: backups of the
+    database that still hold data keys wrapped by it (of documents destroyed since) become unreadable."""
+    try:
+        with transaction() as session:
+            vault.retire_key(session, runtime=get_runtime(), kek_id=kek_id, actor=CLI_ACTOR)
+    except RepositoryError as exc:
+        fail(exc.detail)
+    console.print(f"retired {kek_id}")
+
+
 @app.command("import")
 def import_dir(
     directory: Path,
@@ -238,7 +262,6 @@ def customers_import(
     rows were rejected (the others are imported), 2 when the file could not be imported at all."""
     import json
 
-    from rich.table import Table
     from sqlalchemy import select
 
     from api.jobs import import_customer_file

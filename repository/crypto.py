@@ -69,6 +69,10 @@ class KeyRing:
         self._keys = {kid: base64.b64decode(v) for kid, v in data["keys"].items()}
         self._stamp = stamp
 
+    def reload(self) -> None:
+        """Read the ring again if another process changed it."""
+        self._refresh()
+
     def _refresh(self) -> None:
         # Another process (`postroom keys rotate`) may have added a key: a running server picks it up.
         if self.path.stat().st_mtime_ns != self._stamp:
@@ -97,6 +101,19 @@ class KeyRing:
         self._load()
         return kid
 
+    def remove_key(self, kid: str) -> None:
+        """Delete a key-encryption key from the ring for good (never the active one): whatever it still wraps,
+        in the database or in any backup of it, can no longer be unwrapped."""
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = json.loads(self.path.read_text())
+            if kid == data["active"]:
+                raise ValueError(f"{kid} is the active key")
+            if data["keys"].pop(kid, None) is None:
+                raise KeyError(kid)
+            self._write(data)
+        self._load()
+
     def key_ids(self) -> list[str]:
         """Ids of every key in the ring."""
         return list(self._keys)
@@ -108,11 +125,10 @@ class KeyRing:
         return self.active_id, nonce + AESGCM(self._keys[self.active_id]).encrypt(nonce, data_key, context.encode())
 
     def unwrap(self, kek_id: str, wrapped: bytes, *, context: str) -> bytes:
-        """Decrypt a wrapped data key; IntegrityError when the key is unknown or the wrap was altered."""
+        """Decrypt a wrapped data key; IntegrityError when the key is unknown (or retired) or the wrap was
+        altered."""
+        self._refresh()  # a key retired by another process is gone here too
         kek = self._keys.get(kek_id)
-        if kek is None:
-            self._refresh()
-            kek = self._keys.get(kek_id)
         if kek is None:
             raise IntegrityError(f"key-encryption key {kek_id} is not in the key ring")
         try:

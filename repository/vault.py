@@ -7,13 +7,13 @@ import functools
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from repository import audit, events
 from repository.content import StagedContent, open_plain
 from repository.crypto import SegmentEncryptor, decrypt_range, encrypt_stream, new_data_key
-from repository.errors import IntegrityError
+from repository.errors import DocumentStateError, IntegrityError, NotFoundError
 from repository.models import DataKey, DocumentVersion
 from repository.runtime import Runtime
 from repository.storage import blob_key
@@ -158,3 +158,34 @@ def rotate_keys(session: Session, *, runtime: Runtime, actor: str) -> tuple[str,
                  details={"rewrapped": count})
     events.emit(session, events.KEYS_ROTATED, {"kek_id": new_kek, "rewrapped": count})
     return new_kek, count
+
+
+def key_usage(session: Session, *, runtime: Runtime) -> list[tuple[str, bool, int]]:
+    """Each key-encryption key in the ring: (id, whether it is active, how many live data keys it wraps)."""
+    counts = dict(session.execute(select(DataKey.kek_id, func.count()).where(DataKey.wrapped_key.is_not(None))
+                                  .group_by(DataKey.kek_id)).all())
+    ring = runtime.keyring
+    ring.reload()
+    return [(kid, kid == ring.active_id, counts.get(kid, 0)) for kid in ring.key_ids()]
+
+
+def retire_key(session: Session, *, runtime: Runtime, kek_id: str, actor: str) -> None:
+    """Remove a key-encryption key that wraps no live data key any more (after `rotate_keys`) from the ring:
+    a database backup that still holds data keys wrapped by it (say, of documents destroyed since) becomes
+    unreadable with the ring. Audited. Refuses the active key and a key still in use."""
+    ring = runtime.keyring
+    ring.reload()
+    if kek_id not in ring.key_ids():
+        raise NotFoundError(f"key-encryption key {kek_id} is not in the key ring")
+    if kek_id == ring.active_id:
+        raise DocumentStateError(f"{kek_id} is the active key; run `postroom keys rotate` first")
+    if session.get_bind().dialect.name == "postgresql":
+        # Data keys being written now commit before the count (and new ones wait): none slips past it.
+        session.execute(text("LOCK TABLE data_keys IN SHARE MODE"))
+    in_use = session.execute(select(func.count()).select_from(DataKey).where(
+        DataKey.kek_id == kek_id, DataKey.wrapped_key.is_not(None))).scalar_one()
+    if in_use:
+        raise DocumentStateError(f"{kek_id} still wraps {in_use} data keys; run `postroom keys rotate` first")
+    audit.record(session, actor=actor, action="keys.retired", object_type="keyring", object_id=kek_id)
+    session.flush()
+    ring.remove_key(kek_id)  # last: a failure above leaves the ring whole

@@ -109,3 +109,46 @@ def _doctype_docx() -> bytes:
         z.writestr("[Content_Types].xml", "<Types/>")
         z.writestr("word/document.xml", '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "boom">]><w:document/>')
     return buf.getvalue()
+
+
+def test_keys_retire_removes_a_rotated_out_key_so_old_backups_cannot_be_read(env, tmp_path) -> None:  # noqa: ANN001
+    from repository import service
+    from repository.crypto import KeyRing
+    from repository.errors import IntegrityError
+    from repository.models import AuditEntry, DataKey, User
+
+    cli(env, "users", "create", "admin", "--role", "admin", "--password-stdin", stdin="admin-password\n")
+    source = tmp_path / "inbox"
+    source.mkdir()
+    (source / "a.txt").write_text("kept")
+    assert cli(env, "import", str(source), "--document-type", "general", "--as", "admin").returncode == 0
+    ring_path = Path(env["POSTROOM_KEYRING_PATH"])
+    old = json.loads(ring_path.read_text())["active"]
+    with transaction() as s:
+        backup = [(k.document_id, k.kek_id, k.wrapped_key) for k in s.query(DataKey)]  # a database backup
+    refused = cli(env, "keys", "retire", old)
+    assert refused.returncode != 0 and "active key" in refused.stderr
+    KeyRing(ring_path).add_key()  # a new active key, but the data keys are still wrapped by the old one
+    refused = cli(env, "keys", "retire", old)
+    assert refused.returncode != 0 and "still wraps 1 data keys" in " ".join(refused.stderr.split())
+    assert old in json.loads(ring_path.read_text())["keys"]
+    assert cli(env, "keys", "rotate").returncode == 0
+    listed = cli(env, "keys", "list")
+    assert listed.returncode == 0
+    rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in listed.stderr.splitlines() if old in line]
+    assert rows == [[old, "", "0"]]  # no longer active, wraps nothing
+    result = cli(env, "keys", "retire", old)
+    assert result.returncode == 0, result.stderr
+    assert old not in json.loads(ring_path.read_text())["keys"]
+    assert cli(env, "keys", "retire", old).returncode != 0  # gone: nothing to retire twice
+    ring = KeyRing(ring_path)
+    document_id, kek_id, wrapped = backup[0]
+    with pytest.raises(IntegrityError, match="not in the key ring"):
+        ring.unwrap(kek_id, wrapped, context=f"document:{document_id}")
+    with transaction() as s:  # the live repository still reads, and the retirement is on the audit trail
+        admin = s.query(User).filter_by(username="admin").one()
+        doc = service.list_documents(s, actor=admin).items[0]
+        assert b"".join(service.read_version(s, version=service.get_version(s, actor=admin,
+                                                                               document_id=doc.id))) == b"kept"
+        assert s.query(AuditEntry).filter_by(action="keys.retired", object_id=old).count() == 1
+    assert cli(env, "audit", "verify").returncode == 0

@@ -33,3 +33,40 @@ def test_key_ring_file_is_private(tmp_path) -> None:  # noqa: ANN001
     KeyRing(path)
     assert path.stat().st_mode & 0o077 == 0
     assert len(json.loads(path.read_text())["keys"]) == 1
+
+
+def test_a_key_is_retired_only_once_nothing_live_is_wrapped_by_it(repo, make_user) -> None:  # noqa: ANN001
+    from repository import service, vault
+    from repository.db import transaction
+    from repository.errors import DocumentStateError, NotFoundError
+    from repository.models import DataKey
+    from repository.runtime import get_runtime
+    from repository.service.destruction import destroy_document
+    from tests.repository.helpers import staged
+
+    author = make_user("alice", "author").user
+    runtime = get_runtime()
+    with transaction() as s:
+        kept = service.create_document(s, actor=author, title="kept", document_type="general",
+                                       content=staged(b"kept")).id
+        shredded = service.create_document(s, actor=author, title="gone", document_type="general",
+                                           content=staged(b"gone")).id
+    old = runtime.keyring.active_id
+    with transaction() as s:
+        destroy_document(s, document_id=shredded, actor="test", reason="destroy")
+    runtime.keyring.add_key()
+    with pytest.raises(DocumentStateError, match="still wraps 1 data keys"), transaction() as s:
+        vault.retire_key(s, runtime=runtime, kek_id=old, actor="test")  # the shredded key does not count
+    with transaction() as s:
+        vault.rotate_keys(s, runtime=runtime, actor="test")
+    with transaction(readonly=True) as s:
+        assert [(kid, n) for kid, _active, n in vault.key_usage(s, runtime=runtime) if kid == old] == [(old, 0)]
+    with transaction() as s:
+        vault.retire_key(s, runtime=runtime, kek_id=old, actor="test")
+    assert old not in runtime.keyring.key_ids()
+    with pytest.raises(NotFoundError), transaction() as s:
+        vault.retire_key(s, runtime=runtime, kek_id=old, actor="test")
+    with transaction(readonly=True) as s:
+        assert s.get(DataKey, shredded).kek_id == old and s.get(DataKey, shredded).wrapped_key is None
+        version = service.get_version(s, actor=author, document_id=kept)
+        assert b"".join(service.read_version(s, version=version)) == b"kept"
