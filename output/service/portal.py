@@ -67,7 +67,8 @@ def _inbox(customer_id: str):  # noqa: ANN202
     return (select(Letter, Dispatch.delivered_at, read.label("read"))
             .join(Dispatch, and_(Dispatch.letter_id == Letter.id, Dispatch.channel == PORTAL))
             .join(Document, Document.id == Letter.document_id)
-            .where(Letter.customer_id == customer_id, Dispatch.state == DELIVERED, Document.state == ACTIVE))
+            .where(Letter.customer_id == customer_id, Dispatch.state == DELIVERED, Document.state == ACTIVE,
+                   Document.restricted.is_(False)))  # restricted by an erasure request: records managers only
 
 
 def _item(letter: Letter, published_at: dt.datetime | None, read: bool) -> InboxLetter:

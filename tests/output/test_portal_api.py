@@ -15,7 +15,7 @@ from output import service as output
 from output.models import Letter
 from repository.config import get_settings
 from repository.db import transaction
-from repository.models import AuditEntry, OutboxEvent
+from repository.models import AuditEntry, Document, OutboxEvent
 from repository.portal_models import PortalAccount
 from repository.types import utcnow
 from tests.api.helpers import assert_problem
@@ -167,6 +167,12 @@ def test_a_customer_sees_only_its_own_portal_letters(client, people) -> None:  #
     assert_problem(client.get(f"{CUSTOMERS}/{ada}", headers=ada_headers), 401)
     assert client.get("/api/v1/documents", headers=staff).status_code == 200
     assert_problem(client.get(f"{PORTAL}/letters"), 401)
+    # An erasure request that has to keep the letter restricts it to records managers: gone from the portal too.
+    with transaction() as s:
+        s.get(Document, s.get(Letter, ada_letter).document_id).restricted = True
+    assert client.get(f"{PORTAL}/letters", headers=ada_headers).json()["items"] == []
+    assert_problem(client.get(f"{PORTAL}/letters/{ada_letter}", headers=ada_headers), 404)
+    assert_problem(client.get(f"{PORTAL}/letters/{ada_letter}/pdf", headers=ada_headers), 404)
 
 
 def test_only_admins_and_the_help_desk_invite_and_disable(client, people) -> None:  # noqa: ANN001
