@@ -59,6 +59,9 @@ class MatterPatch(BaseModel):
     description: str | None = Field(None, max_length=10_000)
     status: Literal["open", "closed"] | None = None
     bates_prefix: str | None = None
+    release_holds: bool = Field(False, description="with status=closed: release the matter's legal holds in force "
+                                                   "(else closing is refused while there are any)")
+    release_reason: str | None = Field(None, max_length=10_000, description="why the holds are released")
 
 
 class SavedSearchIn(BaseModel):
@@ -315,7 +318,8 @@ def read(matter_id: str, user: CurrentUser) -> dict:
 
 @router.patch("/{matter_id}", response_model=MatterDetailOut)
 def patch(matter_id: str, body: MatterPatch, user: CurrentUser) -> dict:
-    """Change the description or Bates prefix, or close the matter (409 once closed)."""
+    """Change the description or Bates prefix, or close the matter (409 once closed, and 409 while its legal
+    holds are in force unless release_holds releases them)."""
     with transaction() as session:
         matter = matters.update_matter(session, actor=user, matter_id=matter_id,
                                        **body.model_dump(exclude_unset=True))

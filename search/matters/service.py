@@ -12,6 +12,9 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from records.models import LegalHold
+from records.service import holds
+from records.service.holds import ACTIVE as HOLD_ACTIVE
 from repository.access import ADMIN, RECORDS_MANAGER, deny_read, deny_write
 from repository.errors import InvalidInputError, NotFoundError
 from repository.models import Customer, DocumentType, User
@@ -168,9 +171,35 @@ def list_matters(session: Session, *, actor: User, status: str | None = None, cu
 _UNSET: Any = object()
 
 
+def _active_holds(session: Session, matter_id: str) -> list[str]:
+    """The matter's legal holds that are still in force."""
+    return list(session.execute(select(MatterHold.hold_id).join(LegalHold, LegalHold.id == MatterHold.hold_id)
+                                .where(MatterHold.matter_id == matter_id, LegalHold.state == HOLD_ACTIVE)
+                                .order_by(MatterHold.placed_at, MatterHold.hold_id)).scalars())
+
+
+def _close(session: Session, matter: Matter, actor: User, release_holds: bool, release_reason: str | None) -> None:
+    """Close the matter for good. Its holds in force stop it, unless the caller releases them with it."""
+    active = _active_holds(session, matter.id)
+    if active and not release_holds:
+        raise MatterStateError(f"matter {matter.id} still has {len(active)} legal holds in force "
+                               f"({', '.join(active)}); release them, or close with release_holds=true and a "
+                               "release_reason", matter_id=matter.id, holds=active)
+    if release_holds and not (release_reason or "").strip():
+        raise InvalidInputError("release_reason is required to release the matter's holds", field="release_reason")
+    for hold_id in active:
+        holds.release_hold(session, actor=actor, hold_id=hold_id, reason=release_reason or "")
+    now = utcnow()
+    matter.status, matter.closed_by, matter.closed_at, matter.updated_at = CLOSED, actor.username, now, now
+    custody.record(session, matter, actor=actor.username, action="closed",
+                   details={"released_holds": active, "release_reason": release_reason} if active else {})
+
+
 def update_matter(session: Session, *, actor: User, matter_id: str, description: Any = _UNSET,
-                  status: Any = _UNSET, bates_prefix: Any = _UNSET) -> Matter:
-    """Change the description or Bates prefix (before the first export), or close the matter (for good)."""
+                  status: Any = _UNSET, bates_prefix: Any = _UNSET, release_holds: bool = False,
+                  release_reason: str | None = None) -> Matter:
+    """Change the description or Bates prefix (before the first export), or close the matter (for good; refused
+    while its legal holds are in force, unless `release_holds` releases them with `release_reason`)."""
     matter = load(session, actor=actor, matter_id=matter_id, manage=True, lock=True)
     changes: dict[str, Any] = {}
     if description is not _UNSET:
@@ -192,8 +221,9 @@ def update_matter(session: Session, *, actor: User, matter_id: str, description:
         matter.updated_at = now
         custody.record(session, matter, actor=actor.username, action="updated", details=changes)
     if status == CLOSED:
-        matter.status, matter.closed_by, matter.closed_at, matter.updated_at = CLOSED, actor.username, now, now
-        custody.record(session, matter, actor=actor.username, action="closed", details={})
+        _close(session, matter, actor, release_holds, release_reason)
+    elif release_holds:
+        raise InvalidInputError("release_holds goes with status=closed", field="release_holds")
     return matter
 
 

@@ -161,6 +161,29 @@ def test_a_closed_matter_answers_409_to_every_change(client, manager, documents)
         "created", "search.added", "closed"]
 
 
+def test_a_matter_with_holds_in_force_closes_only_with_them_released(client, manager, documents) -> None:  # noqa: ANN001
+    matter = _open(client, manager)
+    base = f"{MATTERS}/{matter['id']}"
+    saved = _save(client, manager, matter["id"])
+    hold_id = client.post(f"{base}/holds", json={"search_id": saved["id"]}, headers=manager.headers).json()["hold_id"]
+    refused = client.patch(base, json={"status": "closed"}, headers=manager.headers)
+    assert_problem(refused, 409, hold_id)
+    assert_problem(client.patch(base, json={"status": "closed", "release_holds": True}, headers=manager.headers),
+                   422, "release_reason")
+    assert_problem(client.patch(base, json={"description": "x", "release_holds": True, "release_reason": "done"},
+                                headers=manager.headers), 422, "status=closed")
+    assert client.get(base, headers=manager.headers).json()["status"] == "open"  # nothing changed by the refusals
+    assert client.get(f"/api/v1/holds/{hold_id}", headers=manager.headers).json()["state"] == "active"
+    closed = client.patch(base, json={"status": "closed", "release_holds": True, "release_reason": "case settled"},
+                          headers=manager.headers)
+    assert closed.status_code == 200, closed.text
+    assert [(h["hold_id"], h["state"]) for h in closed.json()["holds"]] == [(hold_id, "released")]
+    released = client.get(f"/api/v1/holds/{hold_id}", headers=manager.headers).json()
+    assert (released["state"], released["release_reason"]) == ("released", "case settled")
+    events = client.get(f"{base}/custody", headers=manager.headers).json()["events"]
+    assert events[-1]["action"] == "closed" and events[-1]["details"]["released_holds"] == [hold_id]
+
+
 def test_bad_input_is_a_problem_not_a_500(client, manager, documents) -> None:  # noqa: ANN001
     assert_problem(client.post(MATTERS, json={"name": ""}, headers=manager.headers), 422)
     assert_problem(client.post(MATTERS, json={"name": "M", "bates_prefix": "ab"}, headers=manager.headers), 422,
