@@ -145,9 +145,16 @@ def audit_verify() -> None:
     fail(f"audit chain broken at row {report.bad_seq}: {report.reason} ({report.checked} rows verified before it)")
 
 
+def _key_holders() -> None:
+    from api.app import register_subscribers
+
+    register_subscribers()  # the domains' own wrapped keys (production packages) rotate and count too
+
+
 @keys_app.command("rotate")
 def keys_rotate() -> None:
     """Add a new key-encryption key and rewrap every data key with it (content is not re-encrypted)."""
+    _key_holders()
     runtime = get_runtime()
     with transaction() as session:
         kek_id, count = vault.rotate_keys(session, runtime=runtime, actor=CLI_ACTOR)
@@ -157,6 +164,7 @@ def keys_rotate() -> None:
 @keys_app.command("list")
 def keys_list() -> None:
     """The key-encryption keys in the ring: which is active, and how many data keys each still wraps."""
+    _key_holders()
     with transaction(readonly=True) as session:
         usage = vault.key_usage(session, runtime=get_runtime())
     table = Table("key", "active", "data keys")
@@ -169,6 +177,7 @@ def keys_list() -> None:
 def keys_retire(kek_id: str) -> None:
     """Remove a key that wraps no data key any more (rotate first) from the ring, for good: backups of the
     database that still hold data keys wrapped by it (of documents destroyed since) become unreadable."""
+    _key_holders()
     try:
         with transaction() as session:
             vault.retire_key(session, runtime=get_runtime(), kek_id=kek_id, actor=CLI_ACTOR)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -22,6 +23,38 @@ from repository.types import new_id
 
 def _context(document_id: str) -> str:
     return f"document:{document_id}"
+
+
+@dataclass(frozen=True)
+class KeyHolder:
+    """A table outside the repository whose rows keep a data key wrapped by the key ring (`id`, `kek_id` and
+    `wrapped_key` columns; the wrap is bound to "<context>:<id>"), so rotation rewraps them and retirement counts
+    them."""
+
+    model: Any
+    context: str
+
+    def wrap_context(self, row_id: str) -> str:
+        """The context a row's key is wrapped under."""
+        return f"{self.context}:{row_id}"
+
+
+_HOLDERS: dict[str, KeyHolder] = {}
+
+
+def register_key_holder(model: Any, *, context: str) -> None:
+    """Make the key ring's rotation and retirement cover another table of wrapped data keys (at start-up)."""
+    _HOLDERS[context] = KeyHolder(model, context)
+
+
+def wrap_key(runtime: Runtime, data_key: bytes, *, context: str, row_id: str) -> tuple[str, bytes]:
+    """Wrap a key holder's data key with the active key-encryption key: (key id, wrapped)."""
+    return runtime.keyring.wrap(data_key, context=KeyHolder(None, context).wrap_context(row_id))
+
+
+def unwrap_key(runtime: Runtime, *, context: str, row_id: str, kek_id: str, wrapped: bytes) -> bytes:
+    """A key holder's data key; IntegrityError when its key-encryption key is gone or the wrap was altered."""
+    return runtime.keyring.unwrap(kek_id, wrapped, context=KeyHolder(None, context).wrap_context(row_id))
 
 
 def data_key(session: Session, runtime: Runtime, document_id: str, *, create: bool = False,
@@ -154,6 +187,13 @@ def rotate_keys(session: Session, *, runtime: Runtime, actor: str) -> tuple[str,
         plain = runtime.keyring.unwrap(row.kek_id, row.wrapped_key, context=_context(row.document_id))
         row.kek_id, row.wrapped_key = runtime.keyring.wrap(plain, context=_context(row.document_id))
         count += 1
+    for holder in _HOLDERS.values():
+        for row in session.execute(select(holder.model).where(holder.model.wrapped_key.is_not(None))).scalars():
+            if row.kek_id == new_kek:
+                continue
+            plain = runtime.keyring.unwrap(row.kek_id, row.wrapped_key, context=holder.wrap_context(row.id))
+            row.kek_id, row.wrapped_key = runtime.keyring.wrap(plain, context=holder.wrap_context(row.id))
+            count += 1
     audit.record(session, actor=actor, action="keys.rotated", object_type="keyring", object_id=new_kek,
                  details={"rewrapped": count})
     events.emit(session, events.KEYS_ROTATED, {"kek_id": new_kek, "rewrapped": count})
@@ -161,9 +201,13 @@ def rotate_keys(session: Session, *, runtime: Runtime, actor: str) -> tuple[str,
 
 
 def key_usage(session: Session, *, runtime: Runtime) -> list[tuple[str, bool, int]]:
-    """Each key-encryption key in the ring: (id, whether it is active, how many live data keys it wraps)."""
-    counts = dict(session.execute(select(DataKey.kek_id, func.count()).where(DataKey.wrapped_key.is_not(None))
-                                  .group_by(DataKey.kek_id)).all())
+    """Each key-encryption key in the ring: (id, whether it is active, how many live data keys it wraps, the
+    registered holders' included)."""
+    counts: dict[str, int] = {}
+    for model in (DataKey, *(h.model for h in _HOLDERS.values())):
+        for kid, n in session.execute(select(model.kek_id, func.count()).where(model.wrapped_key.is_not(None))
+                                      .group_by(model.kek_id)):
+            counts[kid] = counts.get(kid, 0) + n
     ring = runtime.keyring
     ring.reload()
     return [(kid, kid == ring.active_id, counts.get(kid, 0)) for kid in ring.key_ids()]
@@ -179,11 +223,13 @@ def retire_key(session: Session, *, runtime: Runtime, kek_id: str, actor: str) -
         raise NotFoundError(f"key-encryption key {kek_id} is not in the key ring")
     if kek_id == ring.active_id:
         raise DocumentStateError(f"{kek_id} is the active key; run `postroom keys rotate` first")
+    models = (DataKey, *(h.model for h in _HOLDERS.values()))
     if session.get_bind().dialect.name == "postgresql":
         # Data keys being written now commit before the count (and new ones wait): none slips past it.
-        session.execute(text("LOCK TABLE data_keys IN SHARE MODE"))
-    in_use = session.execute(select(func.count()).select_from(DataKey).where(
-        DataKey.kek_id == kek_id, DataKey.wrapped_key.is_not(None))).scalar_one()
+        for model in models:
+            session.execute(text(f"LOCK TABLE {model.__tablename__} IN SHARE MODE"))
+    in_use = sum(session.execute(select(func.count()).select_from(model).where(
+        model.kek_id == kek_id, model.wrapped_key.is_not(None))).scalar_one() for model in models)
     if in_use:
         raise DocumentStateError(f"{kek_id} still wraps {in_use} data keys; run `postroom keys rotate` first")
     audit.record(session, actor=actor, action="keys.retired", object_type="keyring", object_id=kek_id)

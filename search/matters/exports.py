@@ -5,25 +5,27 @@ of each, fixed when requested. The package itself is built in the background (jo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, insert, select
 from sqlalchemy.orm import Session
 
+from repository import vault
 from repository.access import deny_write
 from repository.errors import InvalidInputError, NotFoundError
 from repository.models import Document, DocumentVersion, User
+from repository.runtime import get_runtime
 from repository.service.documents import DESTROYED, readable
 from repository.types import utcnow
 from search.matters import custody
 from search.matters.errors import ExportNotReadyError
 from search.matters.models import MatterExport, MatterExportItem
-from search.matters.package import export_path
+from search.matters.package import export_path, read_package, read_plain
 from search.matters.preserve import MAX_DOCUMENTS, select_documents
 from search.matters.service import get_search, load, may_manage
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+EXPORT_KEYS = "matter-export"  # the key ring context of a package's data key (see repository.vault)
 CHUNK = 5000
 SHOWN = 20
 
@@ -116,9 +118,11 @@ def export_items(session: Session, export: MatterExport) -> list[tuple[MatterExp
     return [(item, f"{major}.{minor}") for item, major, minor in rows]
 
 
-def open_download(session: Session, *, actor: User, matter_id: str, export_id: str) -> tuple[MatterExport, Path]:
-    """The completed ZIP of an export for a matter manager (auditors read the status, not the documents); the
-    download is audited and in the chain of custody. 409 until the export has completed."""
+def open_download(session: Session, *, actor: User, matter_id: str,
+                  export_id: str) -> tuple[MatterExport, Iterator[bytes]]:
+    """The completed ZIP of an export for a matter manager (auditors read the status, not the documents), as a
+    stream decrypted from the package file; the download is audited and in the chain of custody. 409 until the
+    export has completed."""
     matter = load(session, actor=actor, matter_id=matter_id, lock=True)
     if not may_manage(actor):
         raise deny_write(actor, "matter", matter_id, "download an export (records managers and admins only)")
@@ -129,6 +133,12 @@ def open_download(session: Session, *, actor: User, matter_id: str, export_id: s
                                   state=export.state)
     if not path.is_file():
         raise ExportNotReadyError(f"the package of export {export_id} is no longer on disk", state=export.state)
+    if export.wrapped_key is None:  # written before packages were encrypted (migration 0013)
+        stream = read_plain(path)
+    else:
+        data_key = vault.unwrap_key(get_runtime(), context=EXPORT_KEYS, row_id=export.id, kek_id=export.kek_id,
+                                    wrapped=export.wrapped_key)
+        stream = read_package(path, data_key, export.zip_size)
     custody.record(session, matter, actor=actor.username, action="export.downloaded",
                    details={"export_id": export.id, "zip_sha256": export.zip_sha256})
-    return export, path
+    return export, stream

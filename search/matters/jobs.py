@@ -23,14 +23,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from records.service.disposition.execute import new_owner
-from repository import events
+from repository import events, vault
 from repository.db import is_postgres, transaction
 from repository.errors import RepositoryError
 from repository.models import Document, DocumentType, DocumentVersion, User
+from repository.runtime import get_runtime
 from repository.service.documents import DESTROYED, readable
 from repository.types import utcnow
 from search.matters import custody
-from search.matters.exports import COMPLETED, FAILED, QUEUED, RUNNING
+from search.matters.exports import COMPLETED, EXPORT_KEYS, FAILED, QUEUED, RUNNING
 from search.matters.models import Matter, MatterExport, MatterExportItem
 from search.matters.package import Item, Production, page_count, write_package
 
@@ -162,6 +163,8 @@ def _complete(engine: Engine, export_id: str, owner: str, production: Production
         export.state, export.completed_at, export.error = COMPLETED, utcnow(), None
         export.package_sha256, export.zip_sha256, export.zip_size = package.package_sha256, package.sha256, \
             package.size
+        export.kek_id, export.wrapped_key = vault.wrap_key(get_runtime(), package.data_key, context=EXPORT_KEYS,
+                                                           row_id=export.id)
         export.lease_owner, export.lease_until = None, None
         first, last = production.items[0], production.items[-1]
         custody.record(session, matter, actor=SYSTEM, action="export.completed", details={

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from repository.db import Base
@@ -76,7 +76,7 @@ class MatterHold(Base):
 
 
 class MatterExport(Base):
-    """A production: queued → running → completed | failed; the ZIP is <data dir>/exports/<id>.zip."""
+    """A production: queued → running → completed | failed; the ZIP is <data dir>/exports/<id>.zip, encrypted."""
 
     __tablename__ = "matter_exports"
     __table_args__ = (Index("ix_matter_exports_state", "state", "requested_at"),)
@@ -101,7 +101,9 @@ class MatterExport(Base):
     error: Mapped[str | None] = mapped_column(Text)
     package_sha256: Mapped[str | None] = mapped_column(String(64))
     zip_sha256: Mapped[str | None] = mapped_column(String(64))
-    zip_size: Mapped[int | None] = mapped_column(BigInteger)
+    zip_size: Mapped[int | None] = mapped_column(BigInteger)  # of the ZIP itself; the file on disk is encrypted
+    kek_id: Mapped[str | None] = mapped_column(String(64))  # the package's data key, wrapped by the key ring
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class MatterExportItem(Base):

@@ -17,7 +17,7 @@ import secrets
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +26,7 @@ import pikepdf
 from sqlalchemy.orm import Session
 
 from repository.config import get_settings
+from repository.crypto import SegmentEncryptor, decrypt_range, new_data_key
 from repository.errors import IntegrityError
 from repository.models import DocumentVersion
 from repository.runtime import get_runtime
@@ -116,13 +117,15 @@ class Production:
 
 @dataclass(frozen=True)
 class Package:
-    """A written package: its path, the SHA-256 and size of the ZIP, and the package hash of its manifest."""
+    """A written package: its path, the SHA-256 and size of the ZIP, the package hash of its manifest, and the
+    data key of the encrypted file."""
 
     path: Path
     sha256: str
     size: int
     package_sha256: str
     files: int
+    data_key: bytes  # what the file on disk is encrypted with; the caller keeps it wrapped by the key ring
 
 
 class _Zip:
@@ -180,17 +183,26 @@ def _document(session: Session, z: _Zip, production: Production, item: Item, dat
             "media_type": version.media_type, "filename": version.filename}
 
 
-class _HashingFile:
-    """A write-only, unseekable file that hashes what passes through, so the ZIP's own SHA-256 is known when it
-    is written (zipfile then streams: sizes and CRCs follow each member in a data descriptor)."""
+class _SealingFile:
+    """A write-only, unseekable file that hashes the ZIP passing through, so its SHA-256 is known when it is
+    written (zipfile then streams: sizes and CRCs follow each member in a data descriptor), and stores it
+    encrypted like any repository content (segmented AES-256-GCM under its own data key)."""
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], data_key: bytes) -> None:
         self.raw, self.digest, self.size = raw, hashlib.sha256(), 0
+        self.sealer = SegmentEncryptor(data_key)
+        raw.write(self.sealer.header)
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
         self.size += len(data)
-        return self.raw.write(data)
+        for segment in self.sealer.update(data):
+            self.raw.write(segment)
+        return len(data)
+
+    def seal(self) -> None:
+        """Write the final segment."""
+        self.raw.write(self.sealer.finalize())
 
     def tell(self) -> int:
         return self.size
@@ -201,8 +213,8 @@ class _HashingFile:
 
 def write_package(session: Session, production: Production, *,
                   on_document: Callable[[], None] | None = None) -> Package:
-    """Write the production ZIP (reading content in the caller's read-only transaction); a crash leaves only a
-    `.part` file, removed by the next attempt at the same export."""
+    """Write the production ZIP, encrypted (reading content in the caller's read-only transaction); a crash
+    leaves only a `.part` file, removed by the next attempt at the same export."""
     path = export_path(production.export_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{production.export_id}.*.part"):
@@ -213,7 +225,8 @@ def write_package(session: Session, production: Production, *,
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as raw, tempfile.TemporaryFile(dir=path.parent) as dat, \
                 tempfile.TemporaryFile(dir=path.parent) as opt:
-            out = _HashingFile(raw)
+            data_key = new_data_key()
+            out = _SealingFile(raw, data_key)
             with zipfile.ZipFile(out, "w", allowZip64=True) as zf:  # type: ignore[arg-type]
                 z = _Zip(zf)
                 dat.write(loadfiles.dat_header())
@@ -227,6 +240,7 @@ def write_package(session: Session, production: Production, *,
                 digest = package_hash(files)
                 z.put("manifest.json", [json.dumps(_manifest(production, documents, files, digest), indent=2,
                                                    ensure_ascii=False).encode("utf-8")], media_type="application/json")
+            out.seal()
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(partial, path)
@@ -237,7 +251,7 @@ def write_package(session: Session, production: Production, *,
             os.close(directory)
     finally:
         partial.unlink(missing_ok=True)
-    return Package(path, out.digest.hexdigest(), out.size, digest, len(files) + 1)
+    return Package(path, out.digest.hexdigest(), out.size, digest, len(files) + 1, data_key)
 
 
 def _manifest(production: Production, documents: list[dict[str, Any]], files: dict[str, dict[str, Any]],
@@ -257,3 +271,38 @@ def _manifest(production: Production, documents: list[dict[str, Any]], files: di
             "documents": documents, "files": files,
             "package_hash": {"algorithm": "sha256 over '<sha256>  <path>\\n' lines of `files`, sorted by path",
                              "sha256": digest}}
+
+
+def read_plain(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A package file written before packages were encrypted, streamed as it is (opened now)."""
+    source = path.open("rb")
+
+    def plain() -> Iterator[bytes]:
+        with source:
+            while data := source.read(chunk):
+                yield data
+
+    return plain()
+
+
+def read_package(path: Path, data_key: bytes, size: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The plaintext ZIP of an encrypted package file, streamed and authenticated segment by segment. The file
+    is opened now, so a package removed meanwhile fails here rather than mid-stream."""
+    source = path.open("rb")
+
+    def read(offset: int, length: int | None) -> Iterator[bytes]:
+        source.seek(offset)
+        left = length
+        while left is None or left > 0:
+            data = source.read(chunk if left is None else min(chunk, left))
+            if not data:
+                return
+            if left is not None:
+                left -= len(data)
+            yield data
+
+    def plain() -> Iterator[bytes]:
+        with source:
+            yield from decrypt_range(data_key, read, size)
+
+    return plain()

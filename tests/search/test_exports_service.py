@@ -15,11 +15,12 @@ import pikepdf
 import pytest
 from sqlalchemy import func, select, update
 
-from repository import service
+from repository import service, vault
 from repository.access import AccessDeniedError
 from repository.db import get_engine, transaction
 from repository.errors import InvalidInputError, PermissionDeniedError
 from repository.models import Document, DocumentVersion
+from repository.runtime import get_runtime
 from repository.service.destruction import destroy_document
 from repository.service.document_types import create_type
 from search.matters import exports, jobs
@@ -27,7 +28,7 @@ from search.matters import service as matters
 from search.matters.custody import verify_custody
 from search.matters.errors import ExportNotReadyError, MatterStateError
 from search.matters.models import Matter, MatterEvent, MatterExport, MatterExportItem
-from search.matters.package import export_path
+from search.matters.package import export_path, read_package
 from tests.records.support import user
 from tests.repository.helpers import staged
 from tests.search.matters_support import member, parse_dat, parse_opt, pdf
@@ -81,9 +82,12 @@ def _current_sha256(document_id: str) -> str:
 
 
 def _read_package(export: MatterExport) -> tuple[zipfile.ZipFile, dict]:
-    """The ZIP, checked whole against the export row and its own manifest."""
-    path = export_path(export.id)
-    data = path.read_bytes()
+    """The ZIP, checked whole against the export row and its own manifest; on disk it is encrypted."""
+    stored = export_path(export.id).read_bytes()
+    assert not stored.startswith(b"PK") and b"fraud" not in stored and b"manifest.json" not in stored
+    data = b"".join(read_package(export_path(export.id), vault.unwrap_key(
+        get_runtime(), context=exports.EXPORT_KEYS, row_id=export.id, kek_id=export.kek_id,
+        wrapped=export.wrapped_key), export.zip_size))
     assert hashlib.sha256(data).hexdigest() == export.zip_sha256 and len(data) == export.zip_size
     zf = zipfile.ZipFile(io.BytesIO(data))
     manifest = json.loads(zf.read("manifest.json"))
@@ -255,8 +259,8 @@ def test_downloads_are_for_managers_once_completed_and_are_recorded(people, corp
         exports.open_download(session, actor=manager, matter_id=matter_id, export_id=requested.id)
     _build_all()
     with transaction() as session:
-        export, path = exports.open_download(session, actor=manager, matter_id=matter_id, export_id=requested.id)
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == export.zip_sha256
+        export, stream = exports.open_download(session, actor=manager, matter_id=matter_id, export_id=requested.id)
+    assert hashlib.sha256(b"".join(stream)).hexdigest() == export.zip_sha256
     assert _events(matter_id)[-1].action == "export.downloaded"
     with transaction(readonly=True) as session:  # auditors see the status
         assert exports.get_export(session, actor=auditor, matter_id=matter_id, export_id=requested.id).state == \
@@ -287,3 +291,23 @@ def test_bad_export_requests_are_refused_and_nothing_is_written(people, corpus) 
     with transaction(readonly=True) as session:
         assert session.execute(select(func.count()).select_from(MatterExport)).scalar_one() == 0
         assert session.get(Matter, matter_id).next_volume == 1
+
+
+def test_a_package_key_rotates_with_the_ring_and_outlives_the_retired_key(people, corpus) -> None:  # noqa: ANN001
+    manager = people["manager"]
+    matter_id = _matter(manager)
+    requested = _request(manager, matter_id, document_ids=[corpus["note"]])
+    _build_all()
+    runtime = get_runtime()
+    old = _export(requested.id).kek_id
+    assert old == runtime.keyring.active_id
+    with transaction() as session:
+        _, rewrapped = vault.rotate_keys(session, runtime=runtime, actor="test")
+    export = _export(requested.id)
+    assert export.kek_id == runtime.keyring.active_id != old and rewrapped >= 2  # documents and the package
+    with transaction() as session:
+        vault.retire_key(session, runtime=runtime, kek_id=old, actor="test")
+    _read_package(export)  # still reads: its key is wrapped by the new key-encryption key
+    with transaction() as session:
+        _, stream = exports.open_download(session, actor=manager, matter_id=matter_id, export_id=requested.id)
+    assert hashlib.sha256(b"".join(stream)).hexdigest() == export.zip_sha256
