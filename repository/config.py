@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     search_max_text_chars: int = 1_000_000  # extracted text kept per document
     search_max_extract_bytes: int = 50 * 1024 * 1024  # larger content is indexed by its metadata only
     search_extract_timeout_seconds: float = 20.0
+    export_retention_days: float = Field(30.0, ge=0)  # a production package is deleted this long after it was
+    # built (its key shredded; the manifest's hashes stay in the matter's chain of custody); 0 keeps them
 
     @property
     def resolved_database_url(self) -> str:

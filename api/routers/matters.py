@@ -24,12 +24,12 @@ from records.service.holds import hold_counts
 from repository.db import transaction
 from search.matters import exports, preserve
 from search.matters import service as matters
-from search.matters.errors import ExportNotReadyError, MatterStateError
+from search.matters.errors import ExportExpiredError, ExportNotReadyError, MatterStateError
 from search.matters.models import Matter, MatterEvent, MatterExport, MatterHold, MatterSearch
 
 # A closed matter, or a change that conflicts with what the matter did, is a conflict; so is a download of an
 # export that has not completed.
-register_error_mapping([(MatterStateError, 409), (ExportNotReadyError, 409)])
+register_error_mapping([(MatterStateError, 409), (ExportNotReadyError, 409), (ExportExpiredError, 410)])
 
 router = APIRouter(prefix="/api/v1/matters", tags=["matters"])
 Id = Annotated[str, Field(min_length=1, max_length=100)]
@@ -157,6 +157,8 @@ class ExportOut(BaseModel):
     package_sha256: str | None
     zip_sha256: str | None
     zip_size: int | None
+    expires_at: dt.datetime | None = Field(description="when the package will be deleted (null: kept)")
+    expired_at: dt.datetime | None
     download: str | None
 
 
@@ -262,7 +264,7 @@ def _export(e: MatterExport, prefix: str) -> dict:
         bates_begin=f"{prefix}{e.bates_begin:06d}" if e.bates_begin is not None else None,
         bates_end=f"{prefix}{e.bates_end:06d}" if e.bates_end is not None else None, attempts=e.attempts,
         started_at=e.started_at, completed_at=e.completed_at, error=e.error, package_sha256=e.package_sha256,
-        zip_sha256=e.zip_sha256, zip_size=e.zip_size,
+        zip_sha256=e.zip_sha256, zip_size=e.zip_size, expires_at=exports.expires_at(e), expired_at=e.expired_at,
         download=f"{base}/download" if e.state == exports.COMPLETED else None).model_dump(mode="json")
 
 

@@ -15,3 +15,9 @@ class ExportNotReadyError(SearchError):
     """The export's ZIP is not there to download (queued, running or failed) (409)."""
 
     title = "Export not ready"
+
+
+class ExportExpiredError(SearchError):
+    """The export's package was deleted when its retention ended; request a new export (410)."""
+
+    title = "Export expired"

@@ -4,6 +4,7 @@ of each, fixed when requested. The package itself is built in the background (jo
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,19 +13,20 @@ from sqlalchemy.orm import Session
 
 from repository import vault
 from repository.access import deny_write
+from repository.config import get_settings
 from repository.errors import InvalidInputError, NotFoundError
 from repository.models import Document, DocumentVersion, User
 from repository.runtime import get_runtime
 from repository.service.documents import DESTROYED, readable
 from repository.types import utcnow
 from search.matters import custody
-from search.matters.errors import ExportNotReadyError
+from search.matters.errors import ExportExpiredError, ExportNotReadyError
 from search.matters.models import MatterExport, MatterExportItem
 from search.matters.package import export_path, read_package, read_plain
 from search.matters.preserve import MAX_DOCUMENTS, select_documents
 from search.matters.service import get_search, load, may_manage
 
-QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+QUEUED, RUNNING, COMPLETED, FAILED, EXPIRED = "queued", "running", "completed", "failed", "expired"
 EXPORT_KEYS = "matter-export"  # the key ring context of a package's data key (see repository.vault)
 CHUNK = 5000
 SHOWN = 20
@@ -118,6 +120,14 @@ def export_items(session: Session, export: MatterExport) -> list[tuple[MatterExp
     return [(item, f"{major}.{minor}") for item, major, minor in rows]
 
 
+def expires_at(export: MatterExport) -> dt.datetime | None:
+    """When a completed export's package will be deleted (POSTROOM_EXPORT_RETENTION_DAYS), or None."""
+    days = get_settings().export_retention_days
+    if export.state != COMPLETED or export.completed_at is None or not days:
+        return None
+    return export.completed_at + dt.timedelta(days=days)
+
+
 def open_download(session: Session, *, actor: User, matter_id: str,
                   export_id: str) -> tuple[MatterExport, Iterator[bytes]]:
     """The completed ZIP of an export for a matter manager (auditors read the status, not the documents), as a
@@ -128,6 +138,9 @@ def open_download(session: Session, *, actor: User, matter_id: str,
         raise deny_write(actor, "matter", matter_id, "download an export (records managers and admins only)")
     export = get_export(session, actor=actor, matter_id=matter_id, export_id=export_id)
     path = export_path(export.id)
+    if export.state == EXPIRED:
+        raise ExportExpiredError(f"export {export_id} expired on {export.expired_at.isoformat()}: its package was "
+                                 "deleted when its retention ended; request a new export", state=export.state)
     if export.state != COMPLETED:
         raise ExportNotReadyError(f"export {export_id} is {export.state}; download it once it has completed",
                                   state=export.state)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from records.service.disposition.execute import new_owner
 from repository import events, vault
+from repository.config import get_settings
 from repository.db import is_postgres, transaction
 from repository.errors import RepositoryError
 from repository.models import Document, DocumentType, DocumentVersion, User
@@ -31,9 +32,9 @@ from repository.runtime import get_runtime
 from repository.service.documents import DESTROYED, readable
 from repository.types import utcnow
 from search.matters import custody
-from search.matters.exports import COMPLETED, EXPORT_KEYS, FAILED, QUEUED, RUNNING
+from search.matters.exports import COMPLETED, EXPIRED, EXPORT_KEYS, FAILED, QUEUED, RUNNING
 from search.matters.models import Matter, MatterExport, MatterExportItem
-from search.matters.package import Item, Production, page_count, write_package
+from search.matters.package import Item, Production, export_path, page_count, write_package
 
 log = logging.getLogger(__name__)
 SYSTEM = "system:search"
@@ -205,6 +206,30 @@ def build_export(engine: Engine, export_id: str, owner: str, *, stop: threading.
             log.warning("export %s was taken over by another runner before its failure was recorded", export_id)
 
 
+def expire_exports(engine: Engine, *, now: dt.datetime | None = None, limit: int = 100) -> int:
+    """Delete the packages of completed exports older than POSTROOM_EXPORT_RETENTION_DAYS and shred their keys
+    (recorded in each matter's chain of custody); returns how many expired."""
+    days = get_settings().export_retention_days
+    if not days:
+        return 0
+    cutoff = (now or utcnow()) - dt.timedelta(days=days)
+    gone: list[str] = []
+    with transaction(engine) as session:
+        due = session.execute(select(MatterExport).where(MatterExport.state == COMPLETED,
+                                                         MatterExport.completed_at < cutoff)
+                              .order_by(MatterExport.completed_at).limit(limit).with_for_update(skip_locked=True))
+        for export in due.scalars().all():
+            matter = custody.lock(session, export.matter_id)
+            export.state, export.expired_at = EXPIRED, utcnow()
+            export.kek_id, export.wrapped_key = None, None
+            custody.record(session, matter, actor=SYSTEM, action="export.expired", details={
+                "export_id": export.id, "zip_sha256": export.zip_sha256, "retention_days": days})
+            gone.append(export.id)
+    for export_id in gone:  # after the commit: a failure here leaves an unreadable file, found again by name
+        export_path(export_id).unlink(missing_ok=True)
+    return len(gone)
+
+
 def export_pending(engine: Engine, *, owner: str | None = None, stop: threading.Event | None = None) -> int:
     """Build the next export due, if any; returns 1 when there was one (0 when idle)."""
     owner = owner or new_owner()
@@ -217,7 +242,8 @@ def export_pending(engine: Engine, *, owner: str | None = None, stop: threading.
 
 
 def run_exporter(engine: Engine, stop: threading.Event, *, poll_seconds: float = 2.0) -> None:
-    """Build exports until `stop` is set (an unexpected error leaves the export to be retried after its lease)."""
+    """Build exports until `stop` is set (an unexpected error leaves the export to be retried after its lease),
+    and expire old packages when idle."""
     owner = new_owner()
-    events.poll_until_stopped(lambda: export_pending(engine, owner=owner, stop=stop), stop,
-                              poll_seconds=poll_seconds, what="export building")
+    events.poll_until_stopped(lambda: export_pending(engine, owner=owner, stop=stop) or expire_exports(engine),
+                              stop, poll_seconds=poll_seconds, what="export building")

@@ -76,7 +76,8 @@ class MatterHold(Base):
 
 
 class MatterExport(Base):
-    """A production: queued → running → completed | failed; the ZIP is <data dir>/exports/<id>.zip, encrypted."""
+    """A production: queued → running → completed (→ expired) | failed; the ZIP is <data dir>/exports/<id>.zip,
+    encrypted."""
 
     __tablename__ = "matter_exports"
     __table_args__ = (Index("ix_matter_exports_state", "state", "requested_at"),)
@@ -102,6 +103,7 @@ class MatterExport(Base):
     package_sha256: Mapped[str | None] = mapped_column(String(64))
     zip_sha256: Mapped[str | None] = mapped_column(String(64))
     zip_size: Mapped[int | None] = mapped_column(BigInteger)  # of the ZIP itself; the file on disk is encrypted
+    expired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)  # the package deleted, its key shredded
     kek_id: Mapped[str | None] = mapped_column(String(64))  # the package's data key, wrapped by the key ring
     wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary)
 

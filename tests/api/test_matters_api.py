@@ -5,6 +5,7 @@ as problem details."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import io
 import zipfile
@@ -182,6 +183,22 @@ def test_a_matter_with_holds_in_force_closes_only_with_them_released(client, man
     assert (released["state"], released["release_reason"]) == ("released", "case settled")
     events = client.get(f"{base}/custody", headers=manager.headers).json()["events"]
     assert events[-1]["action"] == "closed" and events[-1]["details"]["released_holds"] == [hold_id]
+
+
+def test_an_expired_export_answers_410_and_says_so(client, manager, documents) -> None:  # noqa: ANN001
+    matter = _open(client, manager)
+    export = client.post(f"{MATTERS}/{matter['id']}/exports", json={"document_ids": [documents["memo"]]},
+                         headers=manager.headers).json()
+    _build()
+    url = f"{MATTERS}/{matter['id']}/exports/{export['id']}"
+    status = client.get(url, headers=manager.headers).json()
+    expires = dt.datetime.fromisoformat(status["expires_at"])
+    assert status["state"] == "completed" and expires > dt.datetime.now(dt.UTC) + dt.timedelta(days=29)
+    assert jobs.expire_exports(get_engine(), now=expires + dt.timedelta(seconds=1)) == 1
+    status = client.get(url, headers=manager.headers).json()
+    assert (status["state"], status["download"], status["expires_at"]) == ("expired", None, None)
+    assert status["expired_at"] is not None
+    assert_problem(client.get(f"{url}/download", headers=manager.headers), 410, "request a new export")
 
 
 def test_bad_input_is_a_problem_not_a_500(client, manager, documents) -> None:  # noqa: ANN001

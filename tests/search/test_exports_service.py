@@ -5,6 +5,7 @@ document destroyed meanwhile failing the export, downloads, and bad requests ref
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import io
 import json
@@ -311,3 +312,29 @@ def test_a_package_key_rotates_with_the_ring_and_outlives_the_retired_key(people
     with transaction() as session:
         _, stream = exports.open_download(session, actor=manager, matter_id=matter_id, export_id=requested.id)
     assert hashlib.sha256(b"".join(stream)).hexdigest() == export.zip_sha256
+
+
+def test_a_package_expires_after_its_retention_and_the_download_is_gone(people, corpus) -> None:  # noqa: ANN001
+    from search.matters.errors import ExportExpiredError
+
+    manager = people["manager"]
+    matter_id = _matter(manager)
+    requested = _request(manager, matter_id, document_ids=[corpus["note"]])
+    _build_all()
+    export = _export(requested.id)
+    expires = exports.expires_at(export)
+    assert expires == export.completed_at + dt.timedelta(days=30)  # the default retention
+    engine = get_engine()
+    assert jobs.expire_exports(engine, now=expires - dt.timedelta(minutes=1)) == 0
+    assert export_path(export.id).is_file()
+    assert jobs.expire_exports(engine, now=expires + dt.timedelta(minutes=1)) == 1
+    assert not export_path(export.id).exists()
+    expired = _export(requested.id)
+    assert (expired.state, expired.wrapped_key, expired.zip_sha256) == ("expired", None, export.zip_sha256)
+    with pytest.raises(ExportExpiredError, match="request a new export"), transaction() as session:
+        exports.open_download(session, actor=manager, matter_id=matter_id, export_id=requested.id)
+    last = _events(matter_id)[-1]
+    assert last.action == "export.expired" and last.details["zip_sha256"] == export.zip_sha256
+    assert jobs.expire_exports(engine, now=expires + dt.timedelta(days=1)) == 0  # once
+    with transaction(readonly=True) as session:
+        assert verify_custody(session, session.get(Matter, matter_id)).ok
