@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import hashlib
 import json
 import mimetypes
@@ -31,6 +32,7 @@ from repository.errors import IntegrityError
 from repository.models import DocumentVersion
 from repository.runtime import get_runtime
 from repository.service.documents import read_version
+from repository.storage import read_range
 from repository.vault import open_blob
 from search.matters import loadfiles
 from search.matters.text import current_text
@@ -285,24 +287,13 @@ def read_plain(path: Path, chunk: int = 1 << 20) -> Iterator[bytes]:
     return plain()
 
 
-def read_package(path: Path, data_key: bytes, size: int, chunk: int = 1 << 20) -> Iterator[bytes]:
+def read_package(path: Path, data_key: bytes, size: int) -> Iterator[bytes]:
     """The plaintext ZIP of an encrypted package file, streamed and authenticated segment by segment. The file
     is opened now, so a package removed meanwhile fails here rather than mid-stream."""
     source = path.open("rb")
 
-    def read(offset: int, length: int | None) -> Iterator[bytes]:
-        source.seek(offset)
-        left = length
-        while left is None or left > 0:
-            data = source.read(chunk if left is None else min(chunk, left))
-            if not data:
-                return
-            if left is not None:
-                left -= len(data)
-            yield data
-
     def plain() -> Iterator[bytes]:
         with source:
-            yield from decrypt_range(data_key, read, size)
+            yield from decrypt_range(data_key, functools.partial(read_range, source), size)
 
     return plain()

@@ -197,21 +197,27 @@ def test_the_sweep_proposes_kept_documents_for_destruction_when_due_and_released
             select(DispositionItem).where(DispositionItem.batch_id == batch_id)).scalars()}
     # Its class says "review"; the erasure request makes it "destroy". The held document waits for its hold.
     assert items == {sc.obligation: "destroy", sc.record: "destroy"}
+    items = _release_and_propose(sc.hold_id)
+    assert items == {sc.held: "destroy"}
+
+
+def _release_and_propose(hold_id: str) -> dict[str, str]:
+    """Release the hold, run the sweep, and give the proposed batch's documents with their actions."""
+    from records.service.disposition.sweep import propose
+
     with transaction() as s:
-        s.execute(update(HoldItem).where(HoldItem.hold_id == sc.hold_id).values(released_at=clock.now()))
+        s.execute(update(HoldItem).where(HoldItem.hold_id == hold_id).values(released_at=clock.now()))
     with transaction() as s:
         batch_id = propose(s, actor="test").batch_id
     with transaction(readonly=True) as s:
-        items = {i.document_id: i.action for i in s.execute(
+        return {i.document_id: i.action for i in s.execute(
             select(DispositionItem).where(DispositionItem.batch_id == batch_id)).scalars()}
-    assert items == {sc.held: "destroy"}
 
 
 def test_a_rule_change_or_reclassification_keeps_a_held_documents_erasure_date(scenario: Scenario) -> None:
     """A document an erasure request kept only for its hold stays due from the request: a longer rule, or a
     reclassification, does not quietly undo the erasure once the hold is released."""
     from records.service import classification, fileplan
-    from records.service.disposition.sweep import propose
 
     sc = scenario
     extra_hold = erasure_support.place_hold(sc.manager, sc.unrecorded)  # a letter, 2-year class, not declared
@@ -227,11 +233,5 @@ def test_a_rule_change_or_reclassification_keeps_a_held_documents_erasure_date(s
     with transaction(readonly=True) as s:
         assert s.get(RecordInfo, sc.unrecorded).due_at == erased_at
         assert s.get(RecordInfo, sc.record).due_at > erased_at + dt.timedelta(days=9 * 365)  # a record follows it
-    with transaction() as s:
-        s.execute(update(HoldItem).where(HoldItem.hold_id == extra_hold).values(released_at=clock.now()))
-    with transaction() as s:
-        batch_id = propose(s, actor="test").batch_id
-    with transaction(readonly=True) as s:
-        items = {i.document_id: i.action for i in s.execute(
-            select(DispositionItem).where(DispositionItem.batch_id == batch_id)).scalars()}
+    items = _release_and_propose(extra_hold)
     assert items == {sc.unrecorded: "destroy"}
