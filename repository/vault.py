@@ -36,7 +36,11 @@ class KeyHolder:
 
     def wrap_context(self, row_id: str) -> str:
         """The context a row's key is wrapped under."""
-        return f"{self.context}:{row_id}"
+        return _holder_context(self.context, row_id)
+
+
+def _holder_context(context: str, row_id: str) -> str:
+    return f"{context}:{row_id}"
 
 
 _HOLDERS: dict[str, KeyHolder] = {}
@@ -49,12 +53,12 @@ def register_key_holder(model: Any, *, context: str) -> None:
 
 def wrap_key(runtime: Runtime, data_key: bytes, *, context: str, row_id: str) -> tuple[str, bytes]:
     """Wrap a key holder's data key with the active key-encryption key: (key id, wrapped)."""
-    return runtime.keyring.wrap(data_key, context=KeyHolder(None, context).wrap_context(row_id))
+    return runtime.keyring.wrap(data_key, context=_holder_context(context, row_id))
 
 
 def unwrap_key(runtime: Runtime, *, context: str, row_id: str, kek_id: str, wrapped: bytes) -> bytes:
     """A key holder's data key; IntegrityError when its key-encryption key is gone or the wrap was altered."""
-    return runtime.keyring.unwrap(kek_id, wrapped, context=KeyHolder(None, context).wrap_context(row_id))
+    return runtime.keyring.unwrap(kek_id, wrapped, context=_holder_context(context, row_id))
 
 
 def data_key(session: Session, runtime: Runtime, document_id: str, *, create: bool = False,
