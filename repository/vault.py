@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from sqlalchemy import func, select, text
+from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from repository import audit, events
@@ -179,25 +179,43 @@ def read_content(
                      size=version.size, start=start, end=end)
 
 
-def rotate_keys(session: Session, *, runtime: Runtime, actor: str) -> tuple[str, int]:
-    """Add a new key-encryption key and rewrap every live data key with it; blobs are untouched. Audited,
-    and announced as an event."""
-    new_kek = runtime.keyring.add_key()
-    count = 0
-    rows = session.execute(select(DataKey).where(DataKey.wrapped_key.is_not(None))).scalars()
-    for row in rows:
-        if row.kek_id == new_kek:
-            continue
-        plain = runtime.keyring.unwrap(row.kek_id, row.wrapped_key, context=_context(row.document_id))
-        row.kek_id, row.wrapped_key = runtime.keyring.wrap(plain, context=_context(row.document_id))
-        count += 1
-    for holder in _HOLDERS.values():
-        for row in session.execute(select(holder.model).where(holder.model.wrapped_key.is_not(None))).scalars():
-            if row.kek_id == new_kek:
+_REWRAP_CHUNK = 1000
+
+
+def _rewrap(session: Session, runtime: Runtime, model: Any, id_column: Any, context: Callable[[str], str],
+            new_kek: str) -> int:
+    """Rewrap one table's live data keys with the active key, a chunk of rows at a time (keyset paging, one
+    executemany per chunk: never the whole table in memory); returns how many."""
+    table = model.__table__
+    write = (update(table).where(table.c[id_column.key] == bindparam("row_id"))
+             .values(kek_id=bindparam("new_kek_id"), wrapped_key=bindparam("new_wrapped")))
+    count, after = 0, ""
+    while True:
+        rows = session.execute(select(id_column, model.kek_id, model.wrapped_key)
+                               .where(model.wrapped_key.is_not(None), id_column > after)
+                               .order_by(id_column).limit(_REWRAP_CHUNK)).all()
+        if not rows:
+            return count
+        changes = []
+        for row_id, kek_id, wrapped in rows:
+            if kek_id == new_kek:
                 continue
-            plain = runtime.keyring.unwrap(row.kek_id, row.wrapped_key, context=holder.wrap_context(row.id))
-            row.kek_id, row.wrapped_key = runtime.keyring.wrap(plain, context=holder.wrap_context(row.id))
-            count += 1
+            plain = runtime.keyring.unwrap(kek_id, wrapped, context=context(row_id))
+            kid, rewrapped = runtime.keyring.wrap(plain, context=context(row_id))
+            changes.append({"row_id": row_id, "new_kek_id": kid, "new_wrapped": rewrapped})
+        if changes:
+            session.connection().execute(write, changes)
+        count += len(changes)
+        after = rows[-1][0]
+
+
+def rotate_keys(session: Session, *, runtime: Runtime, actor: str) -> tuple[str, int]:
+    """Add a new key-encryption key and rewrap every live data key with it (and those of registered key
+    holders); blobs are untouched. Audited, and announced as an event."""
+    new_kek = runtime.keyring.add_key()
+    count = _rewrap(session, runtime, DataKey, DataKey.document_id, _context, new_kek)
+    for holder in _HOLDERS.values():
+        count += _rewrap(session, runtime, holder.model, holder.model.id, holder.wrap_context, new_kek)
     audit.record(session, actor=actor, action="keys.rotated", object_type="keyring", object_id=new_kek,
                  details={"rewrapped": count})
     events.emit(session, events.KEYS_ROTATED, {"kek_id": new_kek, "rewrapped": count})

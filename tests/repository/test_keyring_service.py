@@ -70,3 +70,26 @@ def test_a_key_is_retired_only_once_nothing_live_is_wrapped_by_it(repo, make_use
         assert s.get(DataKey, shredded).kek_id == old and s.get(DataKey, shredded).wrapped_key is None
         version = service.get_version(s, actor=author, document_id=kept)
         assert b"".join(service.read_version(s, version=version)) == b"kept"
+
+
+def test_rotation_rewraps_every_key_a_chunk_at_a_time(repo, make_user, monkeypatch) -> None:  # noqa: ANN001
+    from repository import service, vault
+    from repository.db import transaction
+    from repository.models import DataKey
+    from repository.runtime import get_runtime
+    from tests.repository.helpers import staged
+
+    monkeypatch.setattr(vault, "_REWRAP_CHUNK", 2)  # five documents: three chunks
+    author = make_user("alice", "author").user
+    with transaction() as s:
+        ids = [service.create_document(s, actor=author, title=f"doc {i}", document_type="general",
+                                       content=staged(f"content {i}".encode())).id for i in range(5)]
+    runtime = get_runtime()
+    with transaction() as s:
+        new_kek, count = vault.rotate_keys(s, runtime=runtime, actor="test")
+    assert count == 5
+    with transaction(readonly=True) as s:
+        assert {k.kek_id for k in s.query(DataKey)} == {new_kek}
+        for i, document_id in enumerate(ids):
+            version = service.get_version(s, actor=author, document_id=document_id)
+            assert b"".join(service.read_version(s, version=version)) == f"content {i}".encode()
