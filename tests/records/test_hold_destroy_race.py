@@ -52,6 +52,16 @@ def _in_thread(target: Callable[[], object]) -> tuple[threading.Thread, dict]:
     return thread, outcome
 
 
+def _hold_until(manager: User, document_id: str, added: threading.Event, go: threading.Event) -> str:
+    """Place a hold on the document and keep its transaction open (`added` set) until `go`; the hold's id."""
+    with transaction() as s:
+        hold = holds.create_hold(s, actor=manager, name="Late claim", reason="litigation")
+        holds.add_items(s, actor=manager, hold_id=hold.id, document_ids=[document_id])
+        added.set()
+        assert go.wait(WAIT)
+        return hold.id
+
+
 def _state(document_id: str) -> str:
     with transaction(readonly=True) as s:
         return s.get(Document, document_id).state
@@ -60,16 +70,7 @@ def _state(document_id: str) -> str:
 def test_a_hold_being_placed_makes_the_destruction_wait_and_skip(due) -> None:  # noqa: ANN001
     manager, document_id, batch_id = due
     added, go = threading.Event(), threading.Event()
-
-    def place_hold() -> str:
-        with transaction() as s:
-            hold = holds.create_hold(s, actor=manager, name="Late claim", reason="litigation")
-            holds.add_items(s, actor=manager, hold_id=hold.id, document_ids=[document_id])
-            added.set()
-            assert go.wait(WAIT)
-            return hold.id
-
-    holder, held = _in_thread(place_hold)
+    holder, held = _in_thread(lambda: _hold_until(manager, document_id, added, go))
     assert added.wait(WAIT)
     runner, ran = _in_thread(lambda: execute.execute_approved(get_engine()))
     runner.join(0.5)
@@ -128,18 +129,11 @@ def test_an_erasure_waits_for_a_hold_being_placed_and_keeps_the_document(repo) -
     document_id = make_document(author, data=b"wanted in court", customer_id=customer_id)
     added, go = threading.Event(), threading.Event()
 
-    def place_hold() -> None:
-        with transaction() as s:
-            hold = holds.create_hold(s, actor=manager, name="Late claim", reason="litigation")
-            holds.add_items(s, actor=manager, hold_id=hold.id, document_ids=[document_id])
-            added.set()
-            assert go.wait(WAIT)
-
     def erase() -> dict:
         with transaction() as s:
             return erasure.request_erasure(s, actor=manager, customer_id=customer_id).request.report
 
-    holder, held = _in_thread(place_hold)
+    holder, held = _in_thread(lambda: _hold_until(manager, document_id, added, go))
     assert added.wait(WAIT)
     eraser, erased = _in_thread(erase)
     eraser.join(0.5)
