@@ -185,7 +185,7 @@ def _close(session: Session, matter: Matter, actor: User, release_holds: bool, r
         raise MatterStateError(f"matter {matter.id} still has {len(active)} legal holds in force "
                                f"({', '.join(active)}); release them, or close with release_holds=true and a "
                                "release_reason", matter_id=matter.id, holds=active)
-    if release_holds and not (release_reason or "").strip():
+    if active and not (release_reason or "").strip():
         raise InvalidInputError("release_reason is required to release the matter's holds", field="release_reason")
     for hold_id in active:
         holds.release_hold(session, actor=actor, hold_id=hold_id, reason=release_reason or "")
@@ -211,6 +211,8 @@ def update_matter(session: Session, *, actor: User, matter_id: str, description:
                                    "prefix can no longer change", matter_id=matter_id)
     if status is not _UNSET and status not in STATUSES:
         raise InvalidInputError(f"status must be one of {', '.join(STATUSES)}", field="status")
+    if release_holds and status != CLOSED:
+        raise InvalidInputError("release_holds goes with status=closed", field="release_holds")
     if not changes and status is _UNSET:
         raise InvalidInputError("nothing to change: give description, bates_prefix or status", field="body")
     changes = {k: v for k, v in changes.items() if getattr(matter, k) != v}
@@ -222,8 +224,6 @@ def update_matter(session: Session, *, actor: User, matter_id: str, description:
         custody.record(session, matter, actor=actor.username, action="updated", details=changes)
     if status == CLOSED:
         _close(session, matter, actor, release_holds, release_reason)
-    elif release_holds:
-        raise InvalidInputError("release_holds goes with status=closed", field="release_holds")
     return matter
 
 
