@@ -10,13 +10,11 @@ destroyed document's key is shredded, its blobs are gone and search does not fin
 
 from __future__ import annotations
 
-import atexit
 import datetime as dt
 import hashlib
 import os
 import secrets
 import shutil
-import sqlite3
 import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -46,7 +44,6 @@ from records.service.disposition import approve, execute_approved, propose
 from repository import audit, identity, runtime, service, vault
 from repository.db import get_engine, transaction
 from repository.errors import IntegrityError, InvalidInputError, NotFoundError
-from repository.migrate import upgrade
 from repository.models import Customer, DataKey, Document, DocumentVersion, User
 from repository.service.destruction import delete_blobs
 from search import service as search
@@ -55,6 +52,7 @@ from tests.conftest import PG_URL
 from tests.repository.helpers import staged
 from tests.search.support import settle
 from tests.search.support import start as start_search
+from tests.statemachine_support import point_at, restore_env, saved_env, sqlite_template
 
 MAX_DOCS = 8
 CUSTOMERS = 2
@@ -64,19 +62,8 @@ WORDS = ("aardvark", "bison", "cheetah", "dingo", "emu", "ferret", "gazelle", "h
 # kind -> (class code, document type it files, trigger, initial period in days)
 KINDS = {"short": ("SHORT-10D", "general", "created", 10), "event": ("CLOSED-5D", "correspondence", "event", 5)}
 OPEN = ("active", "pending", "review")
-_ENV = ("POSTROOM_DATA_DIR", "POSTROOM_KEYRING_PATH", "POSTROOM_DATABASE_URL", "POSTROOM_RUN_WORKER_IN_SERVE",
-        "POSTROOM_BLOB_STORE")
 
 pytestmark = pytest.mark.slow
-
-
-def _point_at(root: Path) -> None:
-    os.environ["POSTROOM_DATA_DIR"] = str(root / "data")
-    os.environ["POSTROOM_KEYRING_PATH"] = str(root / "keys" / "keyring.json")
-    os.environ["POSTROOM_RUN_WORKER_IN_SERVE"] = "false"
-    os.environ.pop("POSTROOM_DATABASE_URL", None)
-    os.environ.pop("POSTROOM_BLOB_STORE", None)
-    runtime.reset()
 
 
 def _populate() -> None:
@@ -97,21 +84,7 @@ def _populate() -> None:
 @lru_cache
 def _template() -> Path:
     """A migrated, populated SQLite database, built once and copied for every example."""
-    root = Path(tempfile.mkdtemp(prefix="postroom-rsm-template-"))
-    atexit.register(shutil.rmtree, root, True)
-    _point_at(root)
-    engine = get_engine()
-    upgrade(engine)
-    _populate()
-    engine.dispose()
-    runtime.reset()
-    target = root / "template.db"
-    src, dst = sqlite3.connect(root / "data" / "postroom.db"), sqlite3.connect(target)
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-    return target
+    return sqlite_template("postroom-rsm-template-", _populate)
 
 
 @dataclass
@@ -155,9 +128,9 @@ class RecordsMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self._saved_env = {k: os.environ.get(k) for k in _ENV}
+        self._saved_env = saved_env()
         self.root = Path(tempfile.mkdtemp(prefix="postroom-rsm-"))
-        _point_at(self.root)
+        point_at(self.root)
         (self.root / "data").mkdir()
         self._database()
         clock.reset()
@@ -185,12 +158,7 @@ class RecordsMachine(RuleBasedStateMachine):
         clock.reset()
         get_engine().dispose()
         self._drop_database()
-        for k, v in self._saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        runtime.reset()
+        restore_env(self._saved_env)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def _drop_database(self) -> None:

@@ -6,10 +6,7 @@ database must agree with it; every operation the model says must fail raises the
 
 from __future__ import annotations
 
-import atexit
-import os
 import shutil
-import sqlite3
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import func, select
 
-from repository import identity, runtime, service
+from repository import identity, service
 from repository.db import get_engine, transaction
 from repository.errors import (
     DocumentLockedError,
@@ -28,15 +25,13 @@ from repository.errors import (
     PermissionDeniedError,
     RepositoryError,
 )
-from repository.migrate import upgrade
 from repository.models import AuditEntry, Document, DocumentVersion, OutboxEvent, User
 from tests.repository.helpers import staged
+from tests.statemachine_support import point_at, restore_env, saved_env, sqlite_template
 
 USERS = ("author1", "author2", "admin")
 ADMIN = 2
 DOCS = 2
-_ENV = ("POSTROOM_DATA_DIR", "POSTROOM_KEYRING_PATH", "POSTROOM_DATABASE_URL", "POSTROOM_RUN_WORKER_IN_SERVE",
-        "POSTROOM_BLOB_STORE")
 
 # Content that the upload checks would refuse or inspect as an archive/XML is not what this machine is about.
 contents = st.binary(max_size=2000).filter(lambda b: not b.lstrip(b"\xef\xbb\xbf \t\r\n").startswith((b"PK", b"<")))
@@ -44,36 +39,17 @@ users = st.integers(0, len(USERS) - 1)
 docs = st.integers(0, DOCS - 1)
 
 
-def _point_at(root: Path) -> None:
-    os.environ["POSTROOM_DATA_DIR"] = str(root / "data")
-    os.environ["POSTROOM_KEYRING_PATH"] = str(root / "keys" / "keyring.json")
-    os.environ["POSTROOM_RUN_WORKER_IN_SERVE"] = "false"
-    os.environ.pop("POSTROOM_DATABASE_URL", None)
-    os.environ.pop("POSTROOM_BLOB_STORE", None)
-    runtime.reset()
+def _users() -> None:
+    roles = {"author1": ["author"], "author2": ["author"], "admin": ["admin"]}
+    with transaction() as s:
+        for name in USERS:
+            identity.create_user(s, username=name, password="state-machine-pw", roles=roles[name], actor="test")
 
 
 @lru_cache
 def _template() -> Path:
     """A migrated SQLite database with the three users, built once and copied for every example."""
-    root = Path(tempfile.mkdtemp(prefix="postroom-sm-template-"))
-    atexit.register(shutil.rmtree, root, True)
-    _point_at(root)
-    engine = get_engine()
-    upgrade(engine)
-    roles = {"author1": ["author"], "author2": ["author"], "admin": ["admin"]}
-    with transaction() as s:
-        for name in USERS:
-            identity.create_user(s, username=name, password="state-machine-pw", roles=roles[name], actor="test")
-    engine.dispose()
-    runtime.reset()
-    target = root / "template.db"
-    src, dst = sqlite3.connect(root / "data" / "postroom.db"), sqlite3.connect(target)
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-    return target
+    return sqlite_template("postroom-sm-template-", _users)
 
 
 def _next_label(label: str, major: bool) -> str:
@@ -86,10 +62,10 @@ class VersionsMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self._saved_env = {k: os.environ.get(k) for k in _ENV}
+        self._saved_env = saved_env()
         template = _template()
         self.root = Path(tempfile.mkdtemp(prefix="postroom-sm-"))
-        _point_at(self.root)
+        point_at(self.root)
         (self.root / "data").mkdir()
         shutil.copyfile(template, self.root / "data" / "postroom.db")
         with transaction() as s:
@@ -111,12 +87,7 @@ class VersionsMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         get_engine().dispose()
-        for k, v in self._saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        runtime.reset()
+        restore_env(self._saved_env)
         shutil.rmtree(self.root, ignore_errors=True)
 
     # --- helpers -----------------------------------------------------------------------------------------------
