@@ -10,6 +10,8 @@ from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from repository.write_gate import GatedConnection
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -47,16 +49,20 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
         # BEGIN IMMEDIATE serialises writers at the start of the transaction; a deferred BEGIN would let two
-        # transactions read, then deadlock when both try to upgrade to a write lock. Read-only transactions
-        # begin deferred so that, with WAL, they never wait for a writer.
-        readonly = conn.get_execution_options().get(READONLY, False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        # transactions read, then deadlock when both try to upgrade to a write lock. Writers queue at the write
+        # gate first (see repository.write_gate). Read-only transactions begin deferred so that, with WAL, they
+        # never wait for a writer.
+        if conn.get_execution_options().get(READONLY, False):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.connection.dbapi_connection.begin_write()
 
 
 def make_engine(url: str) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL with Postroom's connection settings."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30,
+                                                  "factory": GatedConnection})
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
