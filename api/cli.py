@@ -16,6 +16,7 @@ from rich.table import Table
 
 from api.cli_batches import batch_app
 from api.cli_common import console, fail, staff_user
+from api.cli_documents import documents_app
 from api.cli_records import records_app
 from api.cli_search import reindex, search_app
 from repository import audit, identity, service, vault
@@ -368,6 +369,7 @@ def print_run_import_results(
     console.print(f"delivered {report.delivered}, damaged {report.damaged}, unchanged {report.unchanged}")
 
 
+app.add_typer(documents_app, name="documents")
 app.add_typer(batch_app, name="batch")
 app.add_typer(records_app, name="records")
 app.add_typer(search_app, name="search")

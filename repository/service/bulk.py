@@ -5,8 +5,9 @@ Decisions:
   `document.created` event), but every check runs before anything is written, each table gets one multi-row
   insert and the audit chain's head is locked once. A batch of letters archives a few hundred PDFs per
   transaction this way; one ORM flush per document cost more than the rest of the pipeline.
-- Blobs are encrypted and written by a few threads: most of a write is waiting for fsync, which overlaps.
-  If any write fails, the blobs already written are removed and nothing is inserted.
+- Blobs are encrypted and written by a few threads as soon as their item has passed its checks, so the writes
+  (mostly waiting for fsync, which overlaps) run while the next items are checked (CPU work: type detection).
+  If any check or write fails, the blobs already written are removed and nothing is inserted.
 - Content comes staged (small letters stay in memory, see `stage_stream`); each item is checked by content
   type and by the document type's validators like a single upload.
 """
@@ -25,7 +26,7 @@ from repository import audit, events
 from repository.access import can_write, deny_write
 from repository.content import StagedContent, detect_media_type
 from repository.crypto import encrypt_stream, new_data_key
-from repository.errors import InvalidInputError
+from repository.errors import InvalidInputError, RepositoryError
 from repository.models import Customer, DataKey, Document, DocumentVersion, User
 from repository.runtime import Runtime, get_runtime
 from repository.service.document_types import get_type
@@ -69,24 +70,35 @@ def create_documents(session: Session, *, actor: User, document_type: str,
     if wanted:
         found = set(session.execute(select(Customer.id).where(Customer.id.in_(wanted))).scalars())
         if missing := sorted(wanted - found):
-            raise InvalidInputError(f"customer {missing[0]} does not exist", field="customer_id")
+            index = next(i for i, item in enumerate(items) if item.customer_id == missing[0])
+            raise InvalidInputError(f"customer {missing[0]} does not exist", field="customer_id", item=index)
     if any(item.content.sealer is not None for item in items):
         raise ValueError("create_documents writes its own blobs: stage the content without a sealer")
     ids = [item.document_id or new_id() for item in items]
-    media_types = []
-    for document_id, item in zip(ids, items, strict=True):
-        check_title(item.title)
-        check_metadata(item.metadata)
-        media_type = detect_media_type(item.content, runtime.archive_limits)
-        check_new_content(session, doc_type, document_id, media_type, item.content)
-        media_types.append(media_type)
+    media_types: list[str] = []
+    pool = ThreadPoolExecutor(min(WRITERS, len(items)), thread_name_prefix="blob-writer")
+    writes = []
     try:
-        with ThreadPoolExecutor(min(WRITERS, len(items)), thread_name_prefix="blob-writer") as pool:
-            blobs = list(pool.map(_write_blob, [runtime] * len(ids), ids, [item.content for item in items]))
+        for index, (document_id, item) in enumerate(zip(ids, items, strict=True)):
+            try:
+                check_title(item.title)
+                check_metadata(item.metadata)
+                media_type = detect_media_type(item.content, runtime.archive_limits)
+                check_new_content(session, doc_type, document_id, media_type, item.content)
+            except RepositoryError as exc:
+                exc.extra.setdefault("item", index)  # which one, for a caller that sent many
+                raise
+            media_types.append(media_type)
+            # Written while the next items are checked: checking is CPU work, writing mostly waits for fsync.
+            writes.append(pool.submit(_write_blob, runtime, document_id, item.content))
+        blobs = [write.result() for write in writes]
     except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
         for document_id, item in zip(ids, items, strict=True):  # new ids: these blobs belong to nobody else
             runtime.store.delete(blob_key(document_id, item.content.sha256))
         raise
+    finally:
+        pool.shutdown(wait=True)
     now = utcnow()
     session.execute(insert(Document), [
         {"id": document_id, "title": item.title.strip(), "document_type_id": doc_type.id,
