@@ -14,10 +14,11 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.batch_uploads import BatchForm, read_batch_form
 from api.deps import CurrentUser
 from api.etags import etag as revision_etag
 from api.etags import expected_revision
-from api.forms import flag_field, json_object_field
+from api.forms import flag_field, json_array_field, json_object_field
 from api.idempotency import idempotent_create
 from api.uploads import read_form
 from repository import service
@@ -90,6 +91,55 @@ async def upload(request: Request, user: CurrentUser,
         return await run_in_threadpool(_create, user, form.fields, staged, idempotency_key)
     finally:
         staged.release()
+
+
+@router.post("/batch", status_code=201, responses={201: {"description": "Created"}})
+async def upload_batch(request: Request, user: CurrentUser,
+                       idempotency_key: Annotated[str | None, Header()] = None) -> JSONResponse:
+    """Upload up to 100 small documents of one type at once, all or none (multipart: `file` parts, document_type,
+    customer_id?, items? (a JSON array, one object per file: title, customer_id, metadata, comment))."""
+    form = await read_batch_form(request, tmp_dir=get_settings().tmp_dir)
+    try:
+        return await run_in_threadpool(_create_batch, user, form, idempotency_key)
+    finally:
+        form.release()
+
+
+def _create_batch(user: User, form: BatchForm, key: str | None = None) -> JSONResponse:
+    fields = form.fields
+    if not fields.get("document_type"):
+        raise InvalidInputError("the form needs a 'document_type' field", field="document_type")
+    items = _batch_items(fields.get("items"), len(form.files))
+    documents = [service.NewDocument(
+        title=str(extra.get("title") or staged.filename or f"document {i + 1}"), content=staged,
+        customer_id=extra.get("customer_id") or fields.get("customer_id") or None,
+        metadata=extra.get("metadata") or {}, comment=str(extra.get("comment") or ""))
+        for i, (staged, extra) in enumerate(zip(form.files, items, strict=True))]
+
+    def make(session: Session) -> dict:
+        ids = service.create_documents(session, actor=user, document_type=fields["document_type"], items=documents)
+        return {"documents": [
+            {"id": document_id, "version": "1.0", "sha256": d.content.sha256, "size": d.content.size,
+             "document_type": fields["document_type"], "title": d.title.strip(), "customer_id": d.customer_id}
+            for document_id, d in zip(ids, documents, strict=True)]}
+
+    request = ("POST", "/documents/batch", fields, [(f.sha256, f.size, f.filename) for f in form.files])
+    return idempotent_create(user, key, request, make)
+
+
+def _batch_items(raw: str | None, files: int) -> list[dict[str, Any]]:
+    """The per-file `items` (empty objects when absent): a JSON array with one object per file."""
+    if raw is None:
+        return [{} for _ in range(files)]
+    items = json_array_field(raw, "items")
+    if len(items) != files or not all(isinstance(item, dict) for item in items):
+        raise InvalidInputError(f"items must be a JSON array of {files} objects, one per file part", field="items")
+    for i, item in enumerate(items):
+        if unknown := sorted(set(item) - {"title", "customer_id", "metadata", "comment"}):
+            raise InvalidInputError(f"items[{i}] has an unknown key {unknown[0]!r}", field="items")
+        if not isinstance(item.get("metadata", {}), dict):
+            raise InvalidInputError(f"items[{i}].metadata must be a JSON object", field="items")
+    return items
 
 
 def _prepare_upload(user: User, document_id: str | None):  # noqa: ANN202
