@@ -118,6 +118,10 @@ class GatedConnection(sqlite3.Connection):
         finally:
             self._let_go()
 
+    def __del__(self) -> None:
+        # A connection dropped without close() must not keep every other writer out.
+        self._let_go()
+
     def _let_go(self) -> None:
         if self._holding:
             self._holding = False

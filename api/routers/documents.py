@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -46,6 +47,21 @@ def _take(stream: Iterator[bytes], size: int) -> bytes:
         if total >= size:
             break
     return b"".join(parts)
+
+
+async def _send(first: bytes, stream: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """The content for a StreamingResponse: decrypted in the thread pool a few MiB at a time (one hand-off per
+    segment would leave the event loop and the decrypting thread mostly waiting for each other), the next batch
+    decrypting while the event loop sends the one before."""
+    yield first
+    upcoming = asyncio.ensure_future(run_in_threadpool(_take, stream, SEND_BATCH))
+    try:
+        while batch := await upcoming:
+            upcoming = asyncio.ensure_future(run_in_threadpool(_take, stream, SEND_BATCH))
+            yield batch
+    finally:
+        if not upcoming.done():  # the client went away: let the batch in hand finish, decrypt no further
+            await asyncio.wait([upcoming])
 
 
 def document_out(session: Session, d: Document) -> DocumentOut:
@@ -283,14 +299,7 @@ def content(
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{v.size}"
 
-    async def body():  # noqa: ANN202
-        yield first
-        # Decrypt in the thread pool a few MiB at a time: one hand-off per segment would leave both the
-        # event loop and the decrypting thread mostly waiting for each other.
-        while batch := await run_in_threadpool(_take, stream, SEND_BATCH):
-            yield batch
-
-    return StreamingResponse(body(), status_code=status, media_type=media_type, headers=headers)
+    return StreamingResponse(_send(first, stream), status_code=status, media_type=media_type, headers=headers)
 
 
 @router.post("/{document_id}/checkout", response_model=CheckoutOut)
@@ -392,9 +401,4 @@ def working_copy(document_id: str, user: CurrentUser) -> Response:
         "X-Working-Copy-Saved-At": w.saved_at.isoformat(),
     }
 
-    async def body():  # noqa: ANN202
-        yield first
-        while batch := await run_in_threadpool(_take, stream, SEND_BATCH):
-            yield batch
-
-    return StreamingResponse(body(), media_type=w.media_type, headers=headers)
+    return StreamingResponse(_send(first, stream), media_type=w.media_type, headers=headers)
