@@ -20,10 +20,12 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from typing import Any
 
 _POLL_MIN, _POLL_MAX = 0.0002, 0.002
-_gates: dict[tuple[int, str], WriteGate] = {}
+# Weak: a gate lives as long as a connection to its database does (each holds its gate), then its file closes.
+_gates: weakref.WeakValueDictionary[tuple[int, str], WriteGate] = weakref.WeakValueDictionary()
 _gates_lock = threading.Lock()
 
 
@@ -61,6 +63,10 @@ class WriteGate:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
         self._threads.release()
+
+    def __del__(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            os.close(self._file)
 
 
 def gate_for(database: str) -> WriteGate:
@@ -123,6 +129,6 @@ class GatedConnection(sqlite3.Connection):
         self._let_go()
 
     def _let_go(self) -> None:
-        if self._holding:
+        if getattr(self, "_holding", False):
             self._holding = False
             self._gate.release()

@@ -127,9 +127,9 @@ def _create_batch(user: User, form: BatchForm, key: str | None = None) -> JSONRe
         raise InvalidInputError("the form needs a 'document_type' field", field="document_type")
     items = _batch_items(fields.get("items"), len(form.files))
     documents = [service.NewDocument(
-        title=str(extra.get("title") or staged.filename or f"document {i + 1}"), content=staged,
+        title=extra.get("title") or staged.filename or f"document {i + 1}", content=staged,
         customer_id=extra.get("customer_id") or fields.get("customer_id") or None,
-        metadata=extra.get("metadata") or {}, comment=str(extra.get("comment") or ""))
+        metadata=extra.get("metadata") or {}, comment=extra.get("comment", ""))
         for i, (staged, extra) in enumerate(zip(form.files, items, strict=True))]
 
     def make(session: Session) -> dict:
@@ -155,6 +155,8 @@ def _batch_items(raw: str | None, files: int) -> list[dict[str, Any]]:
             raise InvalidInputError(f"items[{i}] has an unknown key {unknown[0]!r}", field="items")
         if not isinstance(item.get("metadata", {}), dict):
             raise InvalidInputError(f"items[{i}].metadata must be a JSON object", field="items")
+        if wrong := [k for k in ("title", "customer_id", "comment") if not isinstance(item.get(k, ""), str)]:
+            raise InvalidInputError(f"items[{i}].{wrong[0]} must be a string", field="items")
     return items
 
 

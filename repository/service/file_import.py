@@ -113,12 +113,9 @@ def _prepare(path: Path, customer_id: str | None) -> _Pending:
     settings = get_runtime().settings
     with path.open("rb") as f:
         content = stage_stream(f, max_bytes=settings.max_upload_bytes, tmp_dir=settings.tmp_dir, filename=path.name)
-    item = NewDocument(title=str(shadow.get("title") or path.name), content=content,
-                       metadata=shadow.get("metadata", {}),
-                       customer_id=shadow.get("customer_id") or customer_id,
-                       comment=str(shadow.get("comment") or ""))
-    ref = shadow.get("customer_ref")
-    return _Pending(path, item, None if ref is None else str(ref))
+    item = NewDocument(title=shadow.get("title") or path.name, content=content, metadata=shadow.get("metadata", {}),
+                       customer_id=shadow.get("customer_id") or customer_id, comment=shadow.get("comment", ""))
+    return _Pending(path, item, shadow.get("customer_ref"))
 
 
 def _read_shadow(path: Path) -> dict[str, Any]:
@@ -138,6 +135,8 @@ def _read_shadow(path: Path) -> dict[str, Any]:
         raise InvalidInputError(f"{shadow.name}: unknown key {unknown[0]!r} (known: {', '.join(sorted(_SHADOW_KEYS))})")
     if not isinstance(data.get("metadata", {}), dict):
         raise InvalidInputError(f"{shadow.name}: metadata must be a JSON object")
+    if wrong := [k for k in sorted(_SHADOW_KEYS - {"metadata"}) if not isinstance(data.get(k, ""), str)]:
+        raise InvalidInputError(f"{shadow.name}: {wrong[0]} must be a string")
     return data
 
 

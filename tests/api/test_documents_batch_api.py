@@ -58,7 +58,8 @@ def test_limits_and_malformed_fields_are_refused_saying_what_was_wrong(client, a
                           headers=author.headers)
     assert_problem(too_big, 413, "one at a time")
     for items, words in (("[1, 2]", ("items",)), ('[{"colour": "red"}, {}]', ("colour",)),
-                         ('[{"metadata": []}, {}]', ("metadata",)), ("{", ("items", "JSON"))):
+                         ('[{"metadata": []}, {}]', ("metadata",)), ("{", ("items", "JSON")),
+                         ('[{}, {"customer_id": 7}]', ("items[1].customer_id", "string"))):
         response = client.post(f"{DOCS}/batch", files=_files(2), headers=author.headers,
                                data={"document_type": "general", "items": items})
         assert_problem(response, 422, *words)
