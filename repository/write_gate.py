@@ -34,7 +34,12 @@ class WriteGate:
 
     def __init__(self, database: str) -> None:
         self._threads = threading.Lock()
-        self._file = None if _not_a_file(database) else os.open(f"{database}-writegate", os.O_RDWR | os.O_CREAT, 0o600)
+        self._file: int | None = None
+        if not _not_a_file(database):
+            try:
+                self._file = os.open(f"{database}-writegate", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError:  # a read-only directory: other processes are left to SQLite's busy handler
+                self._file = None
 
     def acquire(self, timeout: float) -> None:
         """Wait until no other writer holds the gate; sqlite3.OperationalError after `timeout` seconds."""

@@ -131,3 +131,15 @@ def _try(gate) -> BaseException | None:  # noqa: ANN001
         return exc
     gate.release()
     return None
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_writes_to_sqlite_alone(tmp_path: Path) -> None:
+    # A directory in its place cannot be opened for writing, even by root (as in a read-only directory).
+    (tmp_path / "other.db-writegate").mkdir()
+    engine = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    _write(engine, 1)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT n FROM t")).scalar() == 1
+    engine.dispose()
