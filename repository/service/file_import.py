@@ -68,7 +68,7 @@ def source_files(paths: Iterable[Path], *, recursive: bool = True) -> Iterator[P
                     dirs.clear()
                 for name in sorted(files):
                     if not name.endswith(SHADOW_SUFFIX) and not name.startswith("."):
-                        yield Path(root) / name
+                        yield Path(root) / name  # not a regular file (a FIFO, say): refused when prepared
         elif not path.name.endswith(SHADOW_SUFFIX):
             yield path
 
@@ -109,6 +109,8 @@ def import_files(files: Iterable[Path], *, actor: User, document_type: str, cust
 
 
 def _prepare(path: Path, customer_id: str | None) -> _Pending:
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise InvalidInputError("not a regular file")
     shadow = _read_shadow(path)
     settings = get_runtime().settings
     with path.open("rb") as f:
@@ -122,12 +124,13 @@ def _read_shadow(path: Path) -> dict[str, Any]:
     shadow = path.with_name(path.name + SHADOW_SUFFIX)
     if not shadow.is_file():
         return {}
-    raw = shadow.read_bytes()[: SHADOW_MAX_BYTES + 1]
+    with shadow.open("rb") as f:
+        raw = f.read(SHADOW_MAX_BYTES + 1)
     if len(raw) > SHADOW_MAX_BYTES:
         raise InvalidInputError(f"{shadow.name} is larger than {SHADOW_MAX_BYTES} bytes")
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, nesting too deep, absurd numbers
         raise InvalidInputError(f"{shadow.name} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidInputError(f"{shadow.name} must hold a JSON object")

@@ -4,6 +4,7 @@ reported while the rest is imported; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -74,22 +75,25 @@ def test_refused_files_are_reported_and_the_others_imported(make_user, tmp_path)
                             allowed_media_types=["text/plain"], read_roles=["author"], write_roles=["author"])
     paths = _tree(tmp_path / "in", 8)
     (tmp_path / "in" / "scan.pdf").write_bytes(b"%PDF-1.7 not text")
+    os.mkfifo(tmp_path / "in" / "pipe.txt")
     shadows = {3: '{"metadata": ["not", "an", "object"]}', 4: '{"customer_ref": "nobody"}', 5: '{"colour": "red"}',
-               6: '{"title": 42}'}
+               6: '{"title": 42}', 7: '{"metadata": ' + "[" * 30_000 + "]" * 30_000 + "}"}
     for i, text in shadows.items():
         paths[i].with_name(paths[i].name + ".metadata.json").write_text(text)
     report = import_files(source_files([tmp_path / "in"]), actor=alice.user, document_type="notes", chunk_size=4)
     refused = {Path(p).name: reason for p, reason in report.rejected.items()}
-    assert set(refused) == {"scan.pdf", "note-03.txt", "note-04.txt", "note-05.txt", "note-06.txt"}
+    assert set(refused) == {"scan.pdf", "pipe.txt", "note-03.txt", "note-04.txt", "note-05.txt", "note-06.txt",
+                            "note-07.txt"}
     assert "application/pdf" in refused["scan.pdf"]
     assert "metadata must be a JSON object" in refused["note-03.txt"]
     assert "nobody" in refused["note-04.txt"] and "colour" in refused["note-05.txt"]
     assert "title must be a string" in refused["note-06.txt"]
+    assert "not valid JSON" in refused["note-07.txt"] and "not a regular file" in refused["pipe.txt"]
     assert {Path(p).name for p in report.imported} == {p.name for p in paths} - set(refused)
     with transaction() as s:
-        assert s.execute(select(func.count()).select_from(Document)).scalar_one() == 4
+        assert s.execute(select(func.count()).select_from(Document)).scalar_one() == 3
     blobs = [b for b in get_runtime().store.list() if not b.key.split("/")[1].startswith(".tmp-")]
-    assert len(blobs) == 4  # nothing left behind of the refused files
+    assert len(blobs) == 3  # nothing left behind of the refused files
 
 
 def test_an_unknown_or_forbidden_type_refuses_the_import_before_any_file(make_user, tmp_path) -> None:  # noqa: ANN001
