@@ -45,6 +45,14 @@ def _payloads(n: int) -> list[bytes]:
     return [os.urandom(SIZE) for _ in range(n)]
 
 
+def _in_client_threads(upload, work: list, clients: int) -> float:  # noqa: ANN001
+    """Seconds for `clients` threads to run `upload` over every clients-th item of `work` each."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(upload, [work[k::clients] for k in range(clients)]))
+    return time.perf_counter() - start
+
+
 def _report(name: str, n: int, seconds: float, baseline: float, target: float) -> float:
     rate, base_rate = n / seconds, n / baseline
     print(f"\n{name}: {rate:.0f} documents/s ({n} x 100 KiB in {seconds:.2f} s); "
@@ -145,12 +153,7 @@ def test_http_api_ingest(server, tmp_path, request) -> None:  # noqa: ANN001
                               data={"title": f"bench {i}", "document_type": "general"})
                 assert r.status_code == 201, r.text
 
-    work = list(enumerate(payloads))
-    parts = [work[k::clients] for k in range(clients)]
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(upload, parts))
-    seconds = time.perf_counter() - start
+    seconds = _in_client_threads(upload, list(enumerate(payloads)), clients)
     _report(f"HTTP API ingest, one document a request ({request.node.callspec.id}, {clients} clients)", N_HTTP,
             seconds, baseline, 150)
 
@@ -171,10 +174,7 @@ def test_http_api_batch_ingest(server, tmp_path, request) -> None:  # noqa: ANN0
                               files=[("file", (f"f{i}.bin", data)) for i, data in batch])
                 assert r.status_code == 201, r.text
 
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(upload, [requests[k::clients] for k in range(clients)]))
-    seconds = time.perf_counter() - start
+    seconds = _in_client_threads(upload, requests, clients)
     rate = _report(f"HTTP API batch ingest ({request.node.callspec.id}, {HTTP_BATCH} a request, {clients} clients)",
                    N_HTTP, seconds, baseline, 150)
     assert rate >= 150, f"HTTP batch ingest {rate:.0f}/s is under the 150/s target"
