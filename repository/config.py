@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     uno_port_base: int = 2100
     soffice: str | None = None  # the LibreOffice executable; found on PATH when unset
     uno_python: str | None = None  # a Python that can `import uno`; /usr/bin/python3 when unset
+    uno_allocator: str = "auto"  # malloc for LibreOffice: auto (tcmalloc/jemalloc if installed), system, or a path
     max_upload_bytes: int = 100 * 1024 * 1024
     max_zip_uncompressed_bytes: int = 512 * 1024 * 1024
     max_zip_entries: int = 10_000

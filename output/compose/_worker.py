@@ -24,6 +24,8 @@ from pathlib import Path
 import unoserver
 from unoserver.client import API_VERSION
 
+from output.compose.office_profile import preload_env, prepare_profile
+
 START_TIMEOUT_S = 90.0
 
 
@@ -85,13 +87,15 @@ def _group_pids(pgid: int) -> list[tuple[int, str]]:
 class Worker:
     """A supervised unoserver process; not thread-safe: the pool hands it to one caller at a time."""
 
-    def __init__(self, *, index: int, port: int, runtime: Path, soffice: str, python: str) -> None:
+    def __init__(self, *, index: int, port: int, runtime: Path, soffice: str, python: str,
+                 allocator: str | None = None) -> None:
         self.index = index
         self.port = port
         self.dir = runtime / f"worker-{index}"
         self._runtime = runtime
         self._soffice = soffice
         self._python = python
+        self._allocator = allocator
         self.proc: subprocess.Popen[bytes] | None = None
         self.conversions = 0
         self.total_conversions = 0
@@ -121,7 +125,9 @@ class Worker:
         profile = self.dir / "profile"
         tmp = self.dir / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(server_pythonpath(self._runtime)), "HOME": str(self.dir)}
+        prepare_profile(profile)
+        env = preload_env({**os.environ, "PYTHONPATH": str(server_pythonpath(self._runtime)), "HOME": str(self.dir)},
+                          self._allocator)
         cmd = [self._python, "-m", "unoserver.server", "--interface", "127.0.0.1", "--uno-interface", "127.0.0.1",
                "--port", str(self.port), "--uno-port", str(self.port + 1), "--executable", self._soffice,
                "--user-installation", str(profile), "--temp-dir", str(tmp), "--quiet"]

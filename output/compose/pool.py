@@ -34,6 +34,7 @@ from output.compose._worker import (
     find_soffice,
     server_pythonpath,
 )
+from output.compose.office_profile import find_allocator
 from output.errors import ConversionError, PoolBusyError, ServiceUnavailableError, UnconvertibleDocumentError
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,8 @@ class ConverterPool:
     """Warm LibreOffice converters behind a bounded queue; thread-safe."""
 
     def __init__(self, *, workers: int, max_queue: int, max_conversions: int, timeout_s: float, port_base: int,
-                 soffice: str | None = None, python: str | None = None, retries: int = 2) -> None:
+                 soffice: str | None = None, python: str | None = None, retries: int = 2,
+                 allocator: str = "auto") -> None:
         if workers < 1 or max_queue < 0 or max_conversions < 1 or timeout_s <= 0:
             raise ValueError("workers and max_conversions must be >= 1, max_queue >= 0, timeout_s > 0")
         self.workers = workers
@@ -58,6 +60,7 @@ class ConverterPool:
         self.timeout_s = timeout_s
         self.port_base = port_base
         self.retries = retries
+        self.allocator = allocator
         self._soffice = soffice
         self._python = python or "/usr/bin/python3"
         self._admit = threading.BoundedSemaphore(workers + max_queue)
@@ -84,11 +87,15 @@ class ConverterPool:
             if shutil.which(self._python) is None and not Path(self._python).exists():
                 raise ServiceUnavailableError(f"the UNO Python {self._python} is missing; run ops/libreoffice.sh",
                                               retry_after=60)
+            try:
+                preload = find_allocator(self.allocator)
+            except ValueError as exc:
+                raise ServiceUnavailableError(str(exc), retry_after=60) from exc
             self._runtime = Path(tempfile.mkdtemp(prefix="postroom-uno-"))
             server_pythonpath(self._runtime)
             self._stopping.clear()
             self._all = [Worker(index=i, port=self.port_base + 2 * i, runtime=self._runtime, soffice=soffice,
-                                python=self._python) for i in range(self.workers)]
+                                python=self._python, allocator=preload) for i in range(self.workers)]
             errors: list[BaseException] = []
 
             def boot(worker: Worker) -> None:
@@ -297,7 +304,8 @@ def get_pool() -> ConverterPool:
             s = get_settings()
             _pool = ConverterPool(workers=s.uno_workers, max_queue=s.uno_max_queue,
                                   max_conversions=s.uno_max_conversions, timeout_s=s.uno_timeout_s,
-                                  port_base=s.uno_port_base, soffice=s.soffice, python=s.uno_python)
+                                  port_base=s.uno_port_base, soffice=s.soffice, python=s.uno_python,
+                                  allocator=s.uno_allocator)
         return _pool
 
 

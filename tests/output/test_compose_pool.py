@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pikepdf
 import pytest
@@ -31,6 +32,7 @@ from output.compose import (
     validate_pdfa,
 )
 from output.compose._worker import find_soffice
+from output.compose.office_profile import find_allocator
 from tests.conftest import service_missing
 from tests.correspondence.docx_factory import make_docx
 
@@ -176,6 +178,18 @@ def test_a_batch_splits_into_one_pdf_per_letter_with_page_counts(pool, compiled,
         one = tmp_path / "letter-7.pdf"
         one.write_bytes(letters[7].pdf)
         assert validate_pdfa(one).ok
+
+
+def test_workers_run_with_the_conversion_profile_and_the_faster_allocator(pool, compiled) -> None:  # noqa: ANN001
+    pool.convert(render_one(compiled, _contexts(1)[0]))
+    allocator = find_allocator("auto")
+    assert allocator is not None, "ops/libreoffice.sh installs libtcmalloc-minimal4"
+    for worker in pool._all:
+        maps = Path(f"/proc/{worker.soffice_pid()}/maps").read_text()
+        assert allocator.split(".so")[0] in maps  # preloaded into LibreOffice itself
+        # LibreOffice read our settings and kept them when it rewrote its registry.
+        registry = (worker.dir / "profile" / "user" / "registrymodifications.xcu").read_text()
+        assert '<prop oor:name="CollectWords" oor:op="fuse"><value>false</value>' in registry
 
 
 def test_a_worker_is_restarted_after_n_conversions(pool, compiled) -> None:  # noqa: ANN001
