@@ -57,7 +57,7 @@ class Subscriber:
 
 
 _subscribers: dict[str, list[Subscriber]] = {}
-_APPEND = insert(OutboxEvent)  # built once; values come as parameters (see audit.py)
+_APPEND = insert(OutboxEvent.__table__)  # built once, Core; values come as parameters (see audit.py)
 
 
 def emit(session: Session, name: str, payload: dict[str, Any]) -> None:

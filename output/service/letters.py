@@ -206,9 +206,9 @@ def archive_letters(session: Session, *, actor: User, composed: Sequence[Compose
         news.append((names.LETTER_CREATED, {"letter_id": p.letter_id, "customer_id": p.customer_id,
                                             "document_id": document_id, "channels": channels,
                                             "category": p.category}))
-    session.execute(insert(Letter), letters)
-    session.execute(insert(Dispatch), dispatches)
-    session.execute(insert(DeliveryEvent), delivered)
+    session.execute(insert(Letter.__table__), letters)
+    session.execute(insert(Dispatch.__table__), dispatches)
+    session.execute(insert(DeliveryEvent.__table__), delivered)
     audit.record_many(session, trail)
     events.emit_many(session, news)
     return [c.prepared.letter_id for c in composed]

@@ -61,6 +61,10 @@ class BlobStore(Protocol):
     def put(self, key: str, chunks: Iterable[bytes]) -> bool:
         """Store the chunks under key durably; False (and nothing written) when the key already exists."""
 
+    def put_many(self, items: Iterable[tuple[str, Iterable[bytes]]]) -> list[bool]:
+        """Store many (key, chunks) durably, each as `put` would; when it returns all of them are durable, and on
+        an error none of them is left."""
+
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """Stream the stored bytes from offset, length bytes or to the end."""
 

@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 from minio import Minio
@@ -18,6 +19,7 @@ from minio.retention import Retention
 from repository.storage import CHUNK, BlobInfo, BlobRetainedError, StorageConfigError, check_key, read_range
 
 PART_SIZE = 16 * 1024 * 1024
+_PARALLEL_PUTS = 4  # put_many: uploads in flight at once
 _GONE = ("NoSuchKey", "NoSuchObject", "NotFound", "NoSuchVersion")
 # What S3 (AccessDenied) and MinIO (InvalidRequest "Object is WORM protected") answer a delete of a locked version.
 _LOCKED = ("AccessDenied", "InvalidRequest", "ObjectLocked")
@@ -152,6 +154,23 @@ class S3BlobStore:
             return False
         self.client.put_object(self.bucket, key, _ChunkReader(chunks), length=-1, part_size=PART_SIZE)
         return True
+
+    def put_many(self, items: Iterable[tuple[str, Iterable[bytes]]]) -> list[bool]:
+        """Upload many blobs, a few at once (each PUT is a round trip); on an error the ones uploaded are
+        deleted again."""
+        items = list(items)
+        if len(items) < 2:
+            return [self.put(key, chunks) for key, chunks in items]
+        with ThreadPoolExecutor(min(_PARALLEL_PUTS, len(items)), thread_name_prefix="s3-put") as pool:
+            futures = [pool.submit(self.put, key, chunks) for key, chunks in items]
+            wait(futures)
+        failed = next((f.exception() for f in futures if f.exception() is not None), None)
+        if failed is not None:
+            for (key, _chunks), future in zip(items, futures, strict=True):
+                if future.exception() is None and future.result():
+                    self.delete(key)
+            raise failed
+        return [future.result() for future in futures]
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """A ranged GET, streamed."""

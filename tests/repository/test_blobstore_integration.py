@@ -168,6 +168,54 @@ def test_writer_commit_onto_an_existing_key_keeps_the_first_blob(store) -> None:
     assert [b.key for b in store.list()] == [key]
 
 
+def test_put_many_stores_each_blob_and_skips_keys_that_exist(store) -> None:  # noqa: ANN001
+    old = _key(b"already here")
+    store.put(old, iter([b"already here"]))
+    fresh = [(_key(bytes([i]) * 100), [bytes([i]) * 60, bytes([i]) * 40]) for i in range(5)]
+    assert store.put_many([(old, iter([b"another copy"])), *fresh]) == [False] + [True] * 5
+    assert _raw(store, old) == b"already here"
+    for key, chunks in fresh:
+        assert _raw(store, key) == b"".join(chunks)
+    assert sorted(b.key for b in store.list()) == sorted([old] + [key for key, _c in fresh])
+
+
+def test_put_many_that_fails_part_way_leaves_none_of_its_blobs(store) -> None:  # noqa: ANN001
+    old = _key(b"kept")
+    store.put(old, iter([b"kept"]))
+
+    def broken() -> Iterator[bytes]:
+        yield b"half"
+        raise OSError("the source went away")
+
+    items = [(_key(b"one"), iter([b"one"])), (_key(b"two"), broken()), (_key(b"three"), iter([b"three"]))]
+    with pytest.raises(OSError, match="went away"):
+        store.put_many(items)
+    assert [b.key for b in store.list()] == [old]  # no blob, no temp file
+
+
+def test_put_many_on_files_syncs_the_filesystem_twice_not_each_blob(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from repository.storage import _filesystem
+
+    if _filesystem._syncfs is None:
+        pytest.skip("syncfs(2) is Linux-only; elsewhere put_many fsyncs each blob")
+    calls: list[int] = []
+    real = _filesystem._syncfs
+    monkeypatch.setattr(_filesystem, "_syncfs", lambda fd: calls.append(fd) or real(fd))
+    fsyncs: list[int] = []
+    real_fsync = _filesystem.os.fsync
+    monkeypatch.setattr(_filesystem.os, "fsync", lambda fd: fsyncs.append(fd) or real_fsync(fd))
+    files = _filesystem.FileBlobStore(tmp_path / "blobs")
+    files.put(_key(b"first", doc=f"ab{uuid.uuid4()}"[:36]), [b"first"])  # creates the shard (a durable mkdir)
+    calls.clear()
+    fsyncs.clear()
+    items = [(_key(str(i).encode(), doc=f"ab{uuid.uuid4()}"[:36]), iter([str(i).encode()])) for i in range(50)]
+    assert files.put_many(items) == [True] * 50
+    assert (len(calls), fsyncs) == (2, [])
+    monkeypatch.setattr(_filesystem, "_syncfs", None)  # where there is no syncfs: an fsync per file and directory
+    assert files.put_many([(_key(b"x"), iter([b"x"])), (_key(b"y"), iter([b"y"]))]) == [True, True]
+    assert len(fsyncs) >= 3
+
+
 def test_refresh_tells_whether_the_blob_exists(store) -> None:  # noqa: ANN001
     key = _key(b"refresh me")
     assert store.refresh(key) is False
