@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _check_allocator(value: str) -> str:
+    if value not in ("auto", "system") and not Path(value).is_file():
+        raise ValueError(f"uno_allocator must be auto, system or the path of a shared library; {value!r} is none")
+    return value
 
 
 def _default_keyring() -> Path:
@@ -42,7 +48,8 @@ class Settings(BaseSettings):
     uno_port_base: int = 2100
     soffice: str | None = None  # the LibreOffice executable; found on PATH when unset
     uno_python: str | None = None  # a Python that can `import uno`; /usr/bin/python3 when unset
-    uno_allocator: str = "auto"  # malloc for LibreOffice: auto (tcmalloc/jemalloc if installed), system, or a path
+    # malloc for LibreOffice: auto (tcmalloc/jemalloc if installed), system, or a path
+    uno_allocator: Annotated[str, AfterValidator(_check_allocator)] = "auto"
     max_upload_bytes: int = 100 * 1024 * 1024
     max_zip_uncompressed_bytes: int = 512 * 1024 * 1024
     max_zip_entries: int = 10_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import math
 import os
 import tempfile
@@ -20,6 +21,7 @@ from repository.storage import CHUNK, BlobInfo, BlobRetainedError, StorageConfig
 
 PART_SIZE = 16 * 1024 * 1024
 _PARALLEL_PUTS = 4  # put_many: uploads in flight at once
+log = logging.getLogger(__name__)
 _GONE = ("NoSuchKey", "NoSuchObject", "NotFound", "NoSuchVersion")
 # What S3 (AccessDenied) and MinIO (InvalidRequest "Object is WORM protected") answer a delete of a locked version.
 _LOCKED = ("AccessDenied", "InvalidRequest", "ObjectLocked")
@@ -156,21 +158,30 @@ class S3BlobStore:
         return True
 
     def put_many(self, items: Iterable[tuple[str, Iterable[bytes]]]) -> list[bool]:
-        """Upload many blobs, a few at once (each PUT is a round trip); on an error the ones uploaded are
-        deleted again."""
+        """Upload many blobs, a few at once (each PUT is a round trip); a key given again in the same call is
+        stored once (False the second time); on an error the ones uploaded are deleted again."""
         items = list(items)
-        if len(items) < 2:
-            return [self.put(key, chunks) for key, chunks in items]
-        with ThreadPoolExecutor(min(_PARALLEL_PUTS, len(items)), thread_name_prefix="s3-put") as pool:
-            futures = [pool.submit(self.put, key, chunks) for key, chunks in items]
-            wait(futures)
-        failed = next((f.exception() for f in futures if f.exception() is not None), None)
+        first: dict[str, Iterable[bytes]] = {}
+        for key, chunks in items:
+            first.setdefault(key, chunks)
+        with ThreadPoolExecutor(max(1, min(_PARALLEL_PUTS, len(first))), thread_name_prefix="s3-put") as pool:
+            futures = {key: pool.submit(self.put, key, chunks) for key, chunks in first.items()}
+            wait(futures.values())
+        failed = next((f.exception() for f in futures.values() if f.exception() is not None), None)
         if failed is not None:
-            for (key, _chunks), future in zip(items, futures, strict=True):
+            for key, future in futures.items():
                 if future.exception() is None and future.result():
-                    self.delete(key)
+                    try:  # every one is tried; the upload's error is the one raised
+                        self.delete(key)
+                    except Exception:
+                        log.warning("could not delete %s after a failed put_many; gc will", key, exc_info=True)
             raise failed
-        return [future.result() for future in futures]
+        seen: set[str] = set()
+        stored = []
+        for key, _chunks in items:
+            stored.append(key not in seen and futures[key].result())
+            seen.add(key)
+        return stored
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """A ranged GET, streamed."""

@@ -193,27 +193,63 @@ def test_put_many_that_fails_part_way_leaves_none_of_its_blobs(store) -> None:  
     assert [b.key for b in store.list()] == [old]  # no blob, no temp file
 
 
+def _in_shard(data: bytes, shard: str = "ab") -> str:
+    return _key(data, doc=f"{shard}{uuid.uuid4()}"[:36])
+
+
 def test_put_many_on_files_syncs_the_filesystem_twice_not_each_blob(tmp_path, monkeypatch) -> None:  # noqa: ANN001
     from repository.storage import _filesystem
 
     if _filesystem._syncfs is None:
-        pytest.skip("syncfs(2) is Linux-only; elsewhere put_many fsyncs each blob")
-    calls: list[int] = []
+        pytest.skip("syncfs(2) that reports write errors needs Linux >= 5.8; elsewhere put_many fsyncs each blob")
+    files = _filesystem.FileBlobStore(tmp_path / "blobs")
+    files.put(_in_shard(b"first"), [b"first"])  # creates the shard (a durable mkdir)
+    items = [(_in_shard(str(i).encode()), iter([str(i).encode()])) for i in range(50)]
+    published: list[int] = []
     real = _filesystem._syncfs
-    monkeypatch.setattr(_filesystem, "_syncfs", lambda fd: calls.append(fd) or real(fd))
+
+    def syncfs(fd: int) -> int:
+        published.append(sum(files._path(key).exists() for key, _c in items))
+        return real(fd)
+
     fsyncs: list[int] = []
     real_fsync = _filesystem.os.fsync
+    monkeypatch.setattr(_filesystem, "_syncfs", syncfs)
     monkeypatch.setattr(_filesystem.os, "fsync", lambda fd: fsyncs.append(fd) or real_fsync(fd))
-    files = _filesystem.FileBlobStore(tmp_path / "blobs")
-    files.put(_key(b"first", doc=f"ab{uuid.uuid4()}"[:36]), [b"first"])  # creates the shard (a durable mkdir)
-    calls.clear()
-    fsyncs.clear()
-    items = [(_key(str(i).encode(), doc=f"ab{uuid.uuid4()}"[:36]), iter([str(i).encode()])) for i in range(50)]
     assert files.put_many(items) == [True] * 50
-    assert (len(calls), fsyncs) == (2, [])
-    monkeypatch.setattr(_filesystem, "_syncfs", None)  # where there is no syncfs: an fsync per file and directory
-    assert files.put_many([(_key(b"x"), iter([b"x"])), (_key(b"y"), iter([b"y"]))]) == [True, True]
-    assert len(fsyncs) >= 3
+    # The data is synced before any name points at it, then the names; no fsync per blob.
+    assert (published, fsyncs) == ([0, 50], [])
+    monkeypatch.setattr(_filesystem, "_syncfs", None)  # where there is none: an fsync per file, one per directory
+    assert files.put_many([(_in_shard(b"x"), iter([b"x"])), (_in_shard(b"y"), iter([b"y"]))]) == [True, True]
+    assert len(fsyncs) == 3
+
+
+def test_put_many_on_files_that_fails_after_renaming_removes_what_it_renamed(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from repository.storage import _filesystem
+
+    if _filesystem._syncfs is None:
+        pytest.skip("syncfs(2) that reports write errors needs Linux >= 5.8")
+    files = _filesystem.FileBlobStore(tmp_path / "blobs")
+    calls: list[int] = []
+    real = _filesystem._syncfs
+
+    def second_fails(fd: int) -> int:
+        calls.append(fd)
+        if len(calls) == 2:
+            _filesystem.ctypes.set_errno(5)
+            return -1
+        return real(fd)
+
+    monkeypatch.setattr(_filesystem, "_syncfs", second_fails)
+    with pytest.raises(OSError, match="syncfs"):
+        files.put_many([(_key(str(i).encode()), iter([b"data"])) for i in range(10)])
+    assert list(files.list()) == []
+
+
+def test_put_many_stores_a_key_given_twice_once(store) -> None:  # noqa: ANN001
+    key = _key(b"twice")
+    assert store.put_many([(key, iter([b"twice"])), (key, iter([b"twice"]))]) == [True, False]
+    assert _raw(store, key) == b"twice"
 
 
 def test_refresh_tells_whether_the_blob_exists(store) -> None:  # noqa: ANN001

@@ -4,13 +4,15 @@ time, and all or nothing when an item is refused; on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import func, select
 
 from repository import audit, service
 from repository.db import transaction
-from repository.errors import InvalidInputError, PermissionDeniedError, UnsupportedMediaTypeError
+from repository.errors import DuplicateError, InvalidInputError, PermissionDeniedError, UnsupportedMediaTypeError
 from repository.models import DataKey, Document, DocumentVersion, OutboxEvent
 from repository.runtime import get_runtime
+from repository.types import new_id
 from tests.repository.helpers import staged
 
 pytestmark = pytest.mark.usefixtures("repo")
@@ -73,3 +75,28 @@ def test_a_caller_who_may_not_write_the_type_gets_nothing_written(make_user) -> 
     assert _counts() == (0, 0, 0)
     with transaction() as s:
         assert len(service.create_documents(s, actor=author.user, document_type="letter", items=_items(2))) == 2
+
+
+def test_a_new_document_whose_key_already_holds_a_blob_is_refused_and_nothing_is_left(make_user) -> None:  # noqa: ANN001
+    # An earlier attempt with the same id left a blob encrypted under a key nobody has: never reuse it.
+    alice = make_user("alice", "author")
+    items = _items(3)
+    items[1] = service.NewDocument(title="Retry", content=items[1].content, document_id=new_id())
+    leftover = f"{items[1].document_id}/{items[1].content.sha256}"
+    get_runtime().store.put(leftover, [b"ciphertext of a lost attempt"])
+    with pytest.raises(DuplicateError) as refused, transaction() as s:
+        service.create_documents(s, actor=alice.user, document_type="general", items=items)
+    assert refused.value.extra["item"] == 1
+    assert [b.key for b in get_runtime().store.list()] == [leftover]
+    assert _counts() == (0, 0, 0)
+
+
+def test_rows_that_cannot_be_inserted_take_their_new_blobs_with_them(make_user) -> None:  # noqa: ANN001
+    alice = make_user("alice", "author")
+    with transaction() as s:
+        (existing,) = service.create_documents(s, actor=alice.user, document_type="general", items=_items(1))
+    before = sorted(b.key for b in get_runtime().store.list())
+    items = [service.NewDocument(title="Same id", content=staged(b"other content"), document_id=existing)]
+    with pytest.raises(sqlalchemy.exc.IntegrityError), transaction() as s:
+        service.create_documents(s, actor=alice.user, document_type="general", items=items)
+    assert sorted(b.key for b in get_runtime().store.list()) == before
