@@ -60,7 +60,7 @@ class ConverterPool:
         self.timeout_s = timeout_s
         self.port_base = port_base
         self.retries = retries
-        self.allocator = allocator
+        self._preload = find_allocator(allocator)  # ValueError for a missing library, like the other arguments
         self._soffice = soffice
         self._python = python or "/usr/bin/python3"
         self._admit = threading.BoundedSemaphore(workers + max_queue)
@@ -87,15 +87,11 @@ class ConverterPool:
             if shutil.which(self._python) is None and not Path(self._python).exists():
                 raise ServiceUnavailableError(f"the UNO Python {self._python} is missing; run ops/libreoffice.sh",
                                               retry_after=60)
-            try:
-                preload = find_allocator(self.allocator)
-            except ValueError as exc:
-                raise ServiceUnavailableError(str(exc), retry_after=60) from exc
             self._runtime = Path(tempfile.mkdtemp(prefix="postroom-uno-"))
             server_pythonpath(self._runtime)
             self._stopping.clear()
             self._all = [Worker(index=i, port=self.port_base + 2 * i, runtime=self._runtime, soffice=soffice,
-                                python=self._python, allocator=preload) for i in range(self.workers)]
+                                python=self._python, allocator=self._preload) for i in range(self.workers)]
             errors: list[BaseException] = []
 
             def boot(worker: Worker) -> None:
