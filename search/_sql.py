@@ -135,7 +135,7 @@ def run(session: Session, query: SearchQuery, *, matched, score: ColumnElement[f
         chosen = top[query.offset:query.offset + query.limit]
         titles = dict(session.execute(select(SearchEntry.id, SearchEntry.title)
                                       .where(SearchEntry.id.in_([r[0] for r in chosen]))).all())
-        return _hits(session, [(r[0], r[1], titles.get(r[0], ""), r[5]) for r in chosen], snippets, total, facets)
+        return hits(session, [(r[0], r[1], titles.get(r[0], ""), r[5]) for r in chosen], snippets, total, facets)
     score_col = (score if score is not None else func.cast(0.0, SearchEntry.id.type)).label("score")
     created = _plain(SearchEntry.created_at, matched) if plain else SearchEntry.created_at
     if query.sort == "oldest":
@@ -147,10 +147,10 @@ def run(session: Session, query: SearchQuery, *, matched, score: ColumnElement[f
     page = session.execute(_scoped(select(SearchEntry.id, SearchEntry.document_id, SearchEntry.title,
                                           score_col).select_from(SearchEntry), query, ranked, plain)
                            .order_by(*order).offset(query.offset).limit(query.limit)).all()
-    return _hits(session, [tuple(r) for r in page], snippets, total, facets)
+    return hits(session, [tuple(r) for r in page], snippets, total, facets)
 
 
-def _hits(session: Session, page: list[tuple[int, str, str, float | None]], snippets: Snippets | None,
+def hits(session: Session, page: list[tuple[int, str, str, float | None]], snippets: Snippets | None,
           total: int, facets: dict[str, dict[str, int]]) -> SearchResult:
     """The page's hits with snippets (a leading excerpt where the backend made none)."""
     ids = [row[0] for row in page]

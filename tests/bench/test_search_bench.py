@@ -1,6 +1,7 @@
 """Search on the embedded default: SQLite FTS5 with 200,000 synthetic documents, p95 latency of typical
 help-desk queries through `search.service.search` (access control, facets, snippets, a page of 20), against a
-`LIKE '%term%'` scan of the same text in the same run.
+`LIKE '%term%'` scan of the same text in the same run. The first query of the process, which loads the facet
+columns (search/_columns.py), is timed on its own.
 
 Target (issue 6): p95 < 100 ms. `POSTROOM_BENCH_SEARCH_DOCS` sets the corpus size (default 200,000).
 """
@@ -93,6 +94,10 @@ def test_fts5_help_desk_queries(monkeypatch, tmp_path) -> None:  # noqa: ANN001
     print(f"\nloaded {N_DOCS} documents into FTS5 in {time.perf_counter() - began:.1f} s")
     with transaction() as session:
         session.execute(text("INSERT INTO search_fts(search_fts) VALUES ('optimize')"))
+    t0 = time.perf_counter()
+    with transaction(readonly=True) as session:  # the first query of a process loads the facet columns
+        service.search(session, actor=user, q="nothing")
+    print(f"first query (loads the facet columns of {N_DOCS} documents) {time.perf_counter() - t0:.2f} s")
     year_from, year_to = dt.datetime(2023, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     queries = {
         "customer name": dict(q="ada lovelace"),
