@@ -2,14 +2,16 @@
 type, year, customer and creation time of every indexed entry, so facets and date order over tens of thousands of
 matches are array operations instead of a row lookup each in SQLite.
 
-The columns follow `search_fts_changes`, which triggers append to on every insert and on every change of a facet
-field (migration 0014). Each query first applies the log up to its own snapshot; a deleted entry needs nothing,
-since it no longer matches. When the log was pruned past what a process has applied, it reloads the columns.
+The columns follow `search_fts_changes`, which triggers append to on every insert, delete and change of an
+indexed or facet field (migration 0014). Each query first applies the log up to its own snapshot, so the log's
+head also names the snapshot's state of the index. When the log was pruned past what a process has applied, it
+reloads the columns.
 A query whose snapshot is older than the columns (another thread applied newer changes) gets StaleColumnsError and takes
 the SQL path instead, so counts are always those of the query's own snapshot."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -18,12 +20,13 @@ import numpy as np
 
 KEEP_CHANGES = 100_000  # log rows the indexer keeps: a process more changes behind than this reloads
 # Stored as 'YYYY-MM-DD HH:MM:SS.ffffff'; the seconds are taken without the fraction, which strftime would round.
-_COLUMNS_SQL = ("e.id, e.document_type_id, e.year, e.customer_id, "
-                "CAST(strftime('%s', substr(e.created_at, 1, 19)) AS INTEGER) * 1000000"
-                " + CAST(substr(e.created_at, 21, 6) AS INTEGER)")
-_LOAD = f"SELECT {_COLUMNS_SQL} FROM search_entries e"
-_CHANGED = (f"SELECT {_COLUMNS_SQL} FROM search_fts_changes c JOIN search_entries e ON e.id = c.entry_id "
-            "WHERE c.seq > ? AND c.seq <= ? ORDER BY c.seq")
+_FIELDS = ("e.document_type_id, e.year, e.customer_id, "
+           "CAST(strftime('%s', substr(e.created_at, 1, 19)) AS INTEGER) * 1000000"
+           " + CAST(substr(e.created_at, 21, 6) AS INTEGER)")
+_LOAD = f"SELECT e.id, {_FIELDS} FROM search_entries e"
+# A deleted entry comes back with NULLs: its slot is cleared.
+_CHANGED = (f"SELECT c.entry_id, {_FIELDS} FROM search_fts_changes c "
+            "LEFT JOIN search_entries e ON e.id = c.entry_id WHERE c.seq > ? AND c.seq <= ? ORDER BY c.seq")
 _MIN, _MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 
 
@@ -77,6 +80,7 @@ class FacetColumns:
             if self.seq < 0 or floor > self.seq + 1:  # first use, or the log was pruned past what we applied
                 for name in ("_type", "_year", "_customer", "_created"):
                     setattr(self, name, np.zeros(0, getattr(self, name).dtype))
+                self._types, self._customers = _Codes(), _Codes()
                 self._apply(conn.execute(_LOAD))
             else:
                 self._apply(conn.execute(_CHANGED, (self.seq, head)))
@@ -98,12 +102,12 @@ class FacetColumns:
         at = np.fromiter(latest, np.int64, len(latest))
         values = latest.values()
         self._type[at] = [self._types.code(v[0]) for v in values]
-        self._year[at] = [v[1] for v in values]
+        self._year[at] = [v[1] or 0 for v in values]
         self._customer[at] = [self._customers.code(v[2]) for v in values]
-        self._created[at] = [v[3] for v in values]
+        self._created[at] = [v[3] or 0 for v in values]
 
     def entries(self, seq: int) -> int:
-        """About how many entries there are (the columns keep a deleted entry's values: it no longer matches)."""
+        """How many entries there are."""
         return len(self._present(seq))
 
     def split(self, seq: int, share: float) -> int:
@@ -181,3 +185,13 @@ def forget() -> None:
     """Drop every database's columns (tests, and after a database is replaced)."""
     with _REGISTRY:
         _COLUMNS.clear()
+
+
+def _after_fork() -> None:
+    # A lock another thread held at the fork would never be released in the child.
+    global _REGISTRY
+    _REGISTRY = threading.Lock()
+    _COLUMNS.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)

@@ -121,7 +121,8 @@ def _search_columns(session: Session, query: SearchQuery, match: str, exact_date
     if query.sort == "relevance" and not exact_dates:
         middle = (columns.split(seq, _ranking.HELPER_SHARE) if columns.entries(seq) >= _ranking.SPLIT_AT
                   else None)
-        rowids, ranked = _ranking.matches_and_best(conn, session.get_bind().url.database, match, middle, need)
+        rowids, ranked = _ranking.matches_and_best(conn, session.get_bind().url.database, seq, match, middle,
+                                                   need)
     else:
         rowids, ranked = _ranking.matches(conn, match, 0, 2**63 - 1), None
     if exact_dates:
@@ -140,8 +141,10 @@ def _search_columns(session: Session, query: SearchQuery, match: str, exact_date
     else:
         chosen = columns.newest(seq, rowids, need, oldest=query.sort == "oldest")[query.offset:]
         page = [(rowid, 0.0) for rowid in chosen]
+    # The filters once more: whatever a page holds must pass them in this transaction.
     rows = {r.id: r for r in session.execute(select(SearchEntry.id, SearchEntry.document_id, SearchEntry.title)
-                                             .where(SearchEntry.id.in_([p[0] for p in page])))}
+                                             .where(SearchEntry.id.in_([p[0] for p in page]),
+                                                    *_sql.filters(query)))}
     return _sql.hits(session, [(rowid, rows[rowid].document_id, rows[rowid].title, score)
                                for rowid, score in page if rowid in rows],
                      lambda ids: _snippets(conn, match, ids), total, facets)
@@ -177,7 +180,8 @@ def _search_sql(session: Session, query: SearchQuery, match: str) -> SearchResul
               .select_from(text("search_fts")).where(where).subquery())
     conn: sqlite3.Connection = session.connection().connection.driver_connection
     return _sql.run(session, query, matched=matched, ranked=ranked, score=-ranked.c.rank,
-                    snippets=lambda ids: _snippets(conn, match, ids), plain=True, one_pass=True)
+                    snippets=lambda ids: _snippets(conn, match, ids), plain=True, one_pass=True,
+                    ties_by_entry=True)
 
 
 class _Fts5Rebuild:

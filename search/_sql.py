@@ -81,7 +81,7 @@ def _facets(session: Session, query: SearchQuery, matched,  # noqa: ANN001
 
 
 def _one_pass(session: Session, query: SearchQuery, ranked, score: ColumnElement[float],  # noqa: ANN001
-              plain: bool) -> tuple[int, dict[str, dict[str, int]], list[Any] | None]:
+              plain: bool, by_id: bool) -> tuple[int, dict[str, dict[str, int]], list[Any] | None]:
     """Total, facets and (for relevance order) the best `offset + limit` matches in ONE streamed pass over the
     matches: on SQLite each further pass costs a row lookup per match, which dominates large result sets."""
     cols = [_plain(c, ranked) if plain else c for c in
@@ -101,7 +101,8 @@ def _one_pass(session: Session, query: SearchQuery, ranked, score: ColumnElement
             yield row
 
     if query.sort == "relevance":
-        top = heapq.nsmallest(query.offset + query.limit, rows(), key=lambda r: (-(r[5] or 0.0), r[1]))
+        tie = 0 if by_id else 1
+        top = heapq.nsmallest(query.offset + query.limit, rows(), key=lambda r: (-(r[5] or 0.0), r[tie]))
     else:
         top = None
         for _ in rows():
@@ -116,17 +117,18 @@ def _one_pass(session: Session, query: SearchQuery, ranked, score: ColumnElement
 
 def run(session: Session, query: SearchQuery, *, matched, score: ColumnElement[float] | None,  # noqa: ANN001
         snippets: Snippets | None, plain: bool = False, ranked=None,  # noqa: ANN001
-        one_pass: bool = False) -> SearchResult:
+        one_pass: bool = False, ties_by_entry: bool = False) -> SearchResult:
     """Count, facet and page the documents that match (all the filtered ones when `matched` is None). `ranked`
     (the matches with their score, used for the page only) defaults to `matched`; `plain` (SQLite) keeps the
     planner from driving the join from an index of every document; `one_pass` computes total, facets and a
-    relevance page in a single streamed pass."""
+    relevance page in a single streamed pass; `ties_by_entry` orders equal scores and times by entry id (as
+    FTS5's fast path does) instead of document id."""
     ranked = matched if ranked is None else ranked
     if not query.type_ids:
         return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
     top = None
     if one_pass and score is not None:
-        total, facets, top = _one_pass(session, query, ranked, score, plain)
+        total, facets, top = _one_pass(session, query, ranked, score, plain, ties_by_entry)
     else:
         total, facets = _facets(session, query, matched, plain)
     if not total or query.limit == 0:
@@ -138,12 +140,13 @@ def run(session: Session, query: SearchQuery, *, matched, score: ColumnElement[f
         return hits(session, [(r[0], r[1], titles.get(r[0], ""), r[5]) for r in chosen], snippets, total, facets)
     score_col = (score if score is not None else func.cast(0.0, SearchEntry.id.type)).label("score")
     created = _plain(SearchEntry.created_at, matched) if plain else SearchEntry.created_at
+    tie = SearchEntry.id if ties_by_entry else SearchEntry.document_id
     if query.sort == "oldest":
-        order = [created.asc(), SearchEntry.document_id.asc()]
+        order = [created.asc(), tie.asc()]
     elif query.sort == "newest" or score is None:
-        order = [created.desc(), SearchEntry.document_id.desc()]
+        order = [created.desc(), tie.desc()]
     else:
-        order = [score_col.desc(), SearchEntry.document_id.asc()]
+        order = [score_col.desc(), tie.asc()]
     page = session.execute(_scoped(select(SearchEntry.id, SearchEntry.document_id, SearchEntry.title,
                                           score_col).select_from(SearchEntry), query, ranked, plain)
                            .order_by(*order).offset(query.offset).limit(query.limit)).all()

@@ -1,8 +1,9 @@
 """Tables of search: the index source (one row per indexed document: its extracted text and the fields
 queries filter on) and the queue of documents waiting to be (re)indexed.
 
-On SQLite the FTS5 table `search_fts` indexes `search_entries` as external content, kept in step by triggers
-(migration 0010); on PostgreSQL `search_pg` holds the tsvector. Neither is modelled here: they are backend
+On SQLite the FTS5 table `search_fts` indexes `search_entries` (through the view `search_fts_source`, which adds
+the filter tokens) as external content, kept in step by triggers that also append to `search_fts_changes`
+(migrations 0010 and 0014); on PostgreSQL `search_pg` holds the tsvector. None is modelled here: they are backend
 internals (tests/test_migrations_match_models.py skips them)."""
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from search.errors import QuerySyntaxError
 
 MAX_QUERY = 1000
 MAX_TERMS = 64
+MAX_NESTING = 10  # parentheses; the translated FTS5 expression nests about twice as deep, and FTS5 stops at ~32
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
@@ -105,6 +106,7 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
         self.terms = 0
+        self.depth = 0
 
     def peek(self) -> _Token | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -151,7 +153,11 @@ class _Parser:
         if tok.kind == "LPAREN":
             if (nxt := self.peek()) is not None and nxt.kind == "RPAREN":
                 raise self.fail("empty parentheses", tok.pos)
+            if self.depth == MAX_NESTING:
+                raise self.fail(f"parentheses nested more than {MAX_NESTING} deep", tok.pos)
+            self.depth += 1
             node = self.or_expr()
+            self.depth -= 1
             close = self.peek()
             if close is None or close.kind != "RPAREN":
                 raise self.fail("'(' is never closed", tok.pos)

@@ -6,6 +6,7 @@ and an older snapshot."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -17,6 +18,7 @@ from repository.migrate import upgrade
 from repository.models import DocumentType
 from search import _columns, _fts5, _fts5_ranking
 from search import service as search
+from search.errors import QuerySyntaxError
 from search.models import SearchEntry
 from tests.conftest import configure
 from tests.records.support import make_customer, user
@@ -224,13 +226,91 @@ def test_migration_0014_rebuilds_the_index_both_ways(corpus, monkeypatch) -> Non
         assert conn.execute(text("SELECT count(*) FROM search_fts WHERE search_fts MATCH 'tags : r0'")).scalar() == 8
 
 
-def test_a_failing_helper_leaves_the_query_to_score_both_halves(corpus, caplog) -> None:  # noqa: ANN001
+def _head(conn) -> int:  # noqa: ANN001
+    return conn.execute("SELECT coalesce((SELECT max(seq) FROM search_fts_changes), 0)").fetchone()[0]
+
+
+def test_a_failing_helper_leaves_the_query_to_score_both_halves(corpus, monkeypatch, caplog) -> None:  # noqa: ANN001
     match = '{title body} : "payment"'
+    database = str(get_engine().url.database)
+    monkeypatch.setattr(_fts5_ranking, "RETRY_AFTER", 0.0)
     with transaction(readonly=True) as session:
         conn = session.connection().connection.driver_connection
-        alone = _fts5_ranking.matches_and_best(conn, None, match, None, 5)
-        helped = _fts5_ranking.matches_and_best(conn, str(get_engine().url.database), match, 4, 5)
-        failed = _fts5_ranking.matches_and_best(conn, "/nonexistent/postroom.db", match, 4, 5)
+        seq = _head(conn)
+        alone = _fts5_ranking.matches_and_best(conn, None, seq, match, None, 5)
+        helped = _fts5_ranking.matches_and_best(conn, database, seq, match, 4, 5)
+        failed = _fts5_ranking.matches_and_best(conn, "/nonexistent/postroom.db", seq, match, 4, 5)
+        real = _fts5_ranking.matches
+        calls = []
+
+        def broken(*args):  # noqa: ANN002, ANN202 - the query's own half fails after the request went out
+            calls.append(1)
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(*args)
+
+        monkeypatch.setattr(_fts5_ranking, "matches", broken)
+        with pytest.raises(sqlite3.OperationalError):
+            _fts5_ranking.matches_and_best(conn, database, seq, match, 4, 5)
+        after = _fts5_ranking.matches_and_best(conn, database, seq, '{title body} : "word7"', 4, 5)
     assert alone[0].tolist() == helped[0].tolist() == failed[0].tolist() and len(alone[0]) == 8
     assert alone[1] == helped[1] == failed[1] and len(alone[1]) == 5
     assert "ranking helper failed" in caplog.text
+    assert after[0].tolist() == [after[1][0][0]] and len(after[1]) == 1  # its own answer, not the lost one's
+
+
+def test_the_helper_answers_only_from_the_callers_snapshot(corpus, monkeypatch) -> None:  # noqa: ANN001
+    author, _, ids, _ = corpus
+    monkeypatch.setattr(_fts5_ranking, "SPLIT_AT", 2)
+    stale = []
+    real = _fts5_ranking._Helper.receive
+    monkeypatch.setattr(_fts5_ranking._Helper, "receive", lambda self: stale.append(1) or real(self))
+    with transaction(readonly=True) as old:
+        before = search.search(old, actor=author, q="payment")
+        with transaction() as session:  # the newest entry goes, in another transaction
+            from repository import service
+
+            service.trash_document(session, actor=author, document_id=ids[-1])
+        settle()
+        again = search.search(old, actor=author, q="payment")
+    assert len(stale) == 2
+    assert (again.total, again.facets, _ids(again)) == (before.total, before.facets, _ids(before))
+    assert _page(author, q="payment").total == 7
+
+
+def test_both_paths_break_ties_the_same_way(embedded, monkeypatch) -> None:  # noqa: ANN001
+    author = user("alice", "author", "admin")
+    same = [add(author, "identical payment text", title="Same") for _ in range(6)]
+    settle()
+    when = dt.datetime(2024, 5, 5, tzinfo=UTC)
+    for doc in same:
+        _dated(doc, when)
+    for sort in ("relevance", "newest", "oldest"):
+        first = _agree(author, monkeypatch, q="payment", sort=sort, limit=3)
+        rest = _agree(author, monkeypatch, q="payment", sort=sort, limit=3, cursor=first.next_cursor)
+        assert set(_ids(first) + _ids(rest)) == set(same)
+
+
+def test_an_unchanged_update_neither_logs_nor_reindexes(corpus) -> None:  # noqa: ANN001
+    _, _, ids, _ = corpus
+    with transaction(readonly=True) as session:
+        head = _head(session.connection().connection.driver_connection)
+    with transaction() as session:  # what the indexer does for a metadata-only change: every field set again
+        entry = session.execute(select(SearchEntry).where(SearchEntry.document_id == ids[0])).scalar_one()
+        session.execute(update(SearchEntry).where(SearchEntry.id == entry.id).values(
+            title=entry.title, body=entry.body, document_type_id=entry.document_type_id, year=entry.year,
+            restricted=entry.restricted, customer_id=entry.customer_id, created_at=entry.created_at))
+    with transaction(readonly=True) as session:
+        assert _head(session.connection().connection.driver_connection) == head
+    with transaction() as session:
+        session.execute(update(SearchEntry).where(SearchEntry.id == entry.id).values(title="Renamed"))
+    with transaction(readonly=True) as session:
+        assert _head(session.connection().connection.driver_connection) == head + 1
+
+
+def test_deep_nesting_is_a_syntax_error_not_a_crash(corpus) -> None:  # noqa: ANN001
+    author = corpus[0]
+    assert _page(author, q="(" * 10 + "payment" + ")" * 10).total == 8
+    with pytest.raises(QuerySyntaxError) as err:
+        _page(author, q="(" * 11 + "payment" + ")" * 11)
+    assert err.value.extra["position"] == 10
