@@ -141,10 +141,11 @@ def _search_columns(session: Session, query: SearchQuery, match: str, exact_date
     else:
         chosen = columns.newest(seq, rowids, need, oldest=query.sort == "oldest")[query.offset:]
         page = [(rowid, 0.0) for rowid in chosen]
-    # The filters once more: whatever a page holds must pass them in this transaction.
+    # The filters once more: whatever a page holds must pass them in this transaction (as `+column`, so SQLite
+    # looks the page's rows up by id rather than walking an index of every document of a type).
     rows = {r.id: r for r in session.execute(select(SearchEntry.id, SearchEntry.document_id, SearchEntry.title)
                                              .where(SearchEntry.id.in_([p[0] for p in page]),
-                                                    *_sql.filters(query)))}
+                                                    *_sql.filters(query, matched=True)))}
     return _sql.hits(session, [(rowid, rows[rowid].document_id, rows[rowid].title, score)
                                for rowid, score in page if rowid in rows],
                      lambda ids: _snippets(conn, match, ids), total, facets)
