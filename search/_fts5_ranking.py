@@ -69,7 +69,6 @@ def matches_and_best(conn: sqlite3.Connection, database: str | None, seq: int, m
     if middle is None or not database or database == ":memory:" or not _HELPER.claim():
         rowids = matches(conn, match, 0, _LAST)
         return rowids, best(conn, match, rowids, count)
-    answer = None
     try:
         sent = _HELPER.send({"database": os.path.abspath(database), "seq": seq, "match": match, "low": middle,
                              "high": _LAST, "count": count})
@@ -77,7 +76,7 @@ def matches_and_best(conn: sqlite3.Connection, database: str | None, seq: int, m
         lower_best = best(conn, match, lower, count)
         answer = _HELPER.receive() if sent else None
     finally:
-        _HELPER.release(answered=answer is not None or not sent)
+        _HELPER.release()
     if answer is None:
         upper = matches(conn, match, middle, _LAST)
         upper_best = best(conn, match, upper, count)
@@ -106,9 +105,10 @@ class _Helper:
             return False
         return self._busy.acquire(blocking=False)
 
-    def release(self, answered: bool) -> None:
-        if not answered:  # a request is left without its answer: the next one would read it
+    def release(self) -> None:
+        if self._waiting is not None:  # a request is left without its answer: the next one would read it
             self.stop()
+            self._waiting = None
         self._busy.release()
 
     def send(self, request: dict[str, Any]) -> bool:
