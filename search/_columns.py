@@ -136,7 +136,8 @@ class FacetColumns:
             types = np.bincount(self._type[rowids])
             years = np.bincount(self._year[rowids])
             by_customer = np.bincount(self._customer[rowids])
-            type_ids, customer_ids = list(self._types.ids), list(self._customers.ids)
+            # The id lists only grow (a reload makes new ones), so these references stay valid without a copy.
+            type_ids, customer_ids = self._types.ids, self._customers.ids
         if len(types) and types[0]:
             raise StaleColumnsError  # a match without columns: written after the snapshot the columns follow
         if len(by_customer):

@@ -9,7 +9,6 @@ the SQL path over `search_entries` (`search/_sql.py`)."""
 from __future__ import annotations
 
 import datetime as dt
-import heapq
 import sqlite3
 
 from sqlalchemy import func, literal_column, select, text
@@ -115,23 +114,23 @@ def _search_columns(session: Session, query: SearchQuery, match: str, exact_date
     """Total and facets over every match from the facet columns; the page from FTS5's own ranking (or from the
     columns' creation times for date order)."""
     conn: sqlite3.Connection = session.connection().connection.driver_connection
-    columns = columns_for(str(session.get_bind().url))
+    url = session.get_bind().url
+    columns = columns_for(str(url))
     seq = columns.sync(conn)
     need = query.offset + query.limit
     if query.sort == "relevance" and not exact_dates:
         middle = (columns.split(seq, _ranking.HELPER_SHARE) if columns.entries(seq) >= _ranking.SPLIT_AT
                   else None)
-        rowids, ranked = _ranking.matches_and_best(conn, session.get_bind().url.database, seq, match, middle,
-                                                   need)
+        rowids, ranked = _ranking.matches_and_best(conn, url.database, seq, match, middle, need)
     else:
-        rowids, ranked = _ranking.matches(conn, match, 0, 2**63 - 1), None
+        rowids, ranked = _ranking.matches(conn, match), None
     if exact_dates:
         matched = len(rowids)
         rowids = columns.created_between(seq, rowids, query.created_from and _micros(query.created_from),
                                          query.created_to and _micros(query.created_to))
         if query.sort == "relevance":  # rank what the dates kept
             ranked = (_ranking.best(conn, match, rowids, need) if len(rowids) == matched
-                      else _best_of(conn, match, set(rowids.tolist()), need))
+                      else _ranking.best_among(conn, match, set(rowids.tolist()), need))
     facets = columns.facets(seq, rowids, _sql.TOP_CUSTOMERS) if query.facets else {}
     total = len(rowids)
     if not total or query.limit == 0:
@@ -149,12 +148,6 @@ def _search_columns(session: Session, query: SearchQuery, match: str, exact_date
     return _sql.hits(session, [(rowid, rows[rowid].document_id, rows[rowid].title, score)
                                for rowid, score in page if rowid in rows],
                      lambda ids: _snippets(conn, match, ids), total, facets)
-
-
-def _best_of(conn: sqlite3.Connection, match: str, kept: set[int], count: int) -> list[tuple[int, float]]:
-    """The best `count` of the matches in `kept`, when a filter applied outside FTS5 left some out."""
-    every = conn.execute(f"SELECT rowid, {_ranking.BM25} FROM search_fts WHERE search_fts MATCH ?", (match,))
-    return heapq.nsmallest(count, ((r, -s) for r, s in every if r in kept), key=lambda rs: (-rs[1], rs[0]))
 
 
 def _snippets(conn: sqlite3.Connection, match: str, rowids: list[int]) -> dict[int, str]:

@@ -45,7 +45,7 @@ _BEST = (f"SELECT rowid, {BM25} AS s FROM search_fts WHERE search_fts MATCH ? AN
 _HEAD = "SELECT coalesce((SELECT max(seq) FROM search_fts_changes), 0)"
 
 
-def matches(conn: sqlite3.Connection, match: str, low: int, high: int) -> np.ndarray:
+def matches(conn: sqlite3.Connection, match: str, low: int = 0, high: int = _LAST) -> np.ndarray:
     """The rowids in [low, high] that match, ascending."""
     return np.fromstring(_listed(conn, match, low, high), dtype=np.int64, sep=",")
 
@@ -61,13 +61,19 @@ def best(conn: sqlite3.Connection, match: str, rowids: np.ndarray, count: int) -
     return _scores(conn, match, int(rowids[0]), int(rowids[-1]), count) if len(rowids) else []
 
 
+def best_among(conn: sqlite3.Connection, match: str, kept: set[int], count: int) -> list[tuple[int, float]]:
+    """The `count` best of the matches in `kept`, when a filter applied outside FTS5 left some out."""
+    every = conn.execute(f"SELECT rowid, {BM25} FROM search_fts WHERE search_fts MATCH ?", (match,))
+    return heapq.nsmallest(count, ((r, -s) for r, s in every if r in kept), key=_best_first)
+
+
 def matches_and_best(conn: sqlite3.Connection, database: str | None, seq: int, match: str, middle: int | None,
                      count: int) -> tuple[np.ndarray, list[tuple[int, float]]]:
     """Every matching rowid and the `count` best, as of the change log's position `seq` (the snapshot `conn`
     reads), with the rowids from `middle` up done by the helper process when there is a middle, a database file
     and a free helper."""
     if middle is None or not database or database == ":memory:" or not _HELPER.claim():
-        rowids = matches(conn, match, 0, _LAST)
+        rowids = matches(conn, match)
         return rowids, best(conn, match, rowids, count)
     try:
         sent = _HELPER.send({"database": os.path.abspath(database), "seq": seq, "match": match, "low": middle,
@@ -82,8 +88,12 @@ def matches_and_best(conn: sqlite3.Connection, database: str | None, seq: int, m
         upper_best = best(conn, match, upper, count)
     else:
         upper, upper_best = answer
-    merged = heapq.nsmallest(count, lower_best + upper_best, key=lambda rs: (-rs[1], rs[0]))
+    merged = heapq.nsmallest(count, lower_best + upper_best, key=_best_first)
     return np.concatenate((lower, upper)), merged
+
+
+def _best_first(scored: tuple[int, float]) -> tuple[float, int]:
+    return -scored[1], scored[0]
 
 
 def _scores(conn: sqlite3.Connection, match: str, low: int, high: int, count: int) -> list[tuple[int, float]]:
