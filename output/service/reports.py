@@ -7,7 +7,9 @@ Decisions:
 - A group is one (template, channel, ledger state); a letter sent on two channels counts in both groups, so the
   totals (letters, pages) come from the letters alone.
 - Sheets are paper: only print rows have them. ceil(pages / 2) per letter when POSTROOM_PRINT_DUPLEX is true
-  (the default, as the print house prints), else one sheet per page.
+  (the default, as the print house prints), else one sheet per page. A group shows the sheets of its state (so
+  queued print rows show the paper still to come); the total counts only paper that was printed, the print rows
+  that reached `sent` or `delivered`, never queued, failed or suppressed ones.
 - Who may read it: admins, auditors and authors (require_role: others get 403, as for the audit trail).
 """
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from output.models import BOUNCED, FAILED, Dispatch, Letter
+from output.models import BOUNCED, DELIVERED, FAILED, SENT, Dispatch, Letter
 from repository.access import require_role
 from repository.config import Settings
 from repository.errors import InvalidInputError
@@ -28,6 +30,7 @@ from repository.types import utcnow
 
 READERS = ("auditor", "author")  # admins always pass require_role
 DEFAULT_DAYS = 30
+PRINTED = (SENT, DELIVERED)  # print rows whose paper was produced
 NO_CHANNEL = ""  # a letter without ledger rows (none is written today; kept visible if it happens)
 
 
@@ -67,7 +70,7 @@ class ProductionReport:
     groups: list[Group]
     letters: int
     pages: int
-    sheets: int
+    sheets: int  # printed: print rows sent or delivered
     failures: list[Failure]
     failures_total: int
 
@@ -128,6 +131,7 @@ def production_report(session: Session, *, actor: User, settings: Settings, star
                func.coalesce(Dispatch.last_error, Dispatch.reason, ""), Dispatch.attempts, Dispatch.updated_at)
         .join(Letter, Letter.id == Dispatch.letter_id).where(*failed)
         .order_by(Dispatch.updated_at.desc(), Dispatch.id).limit(failures_limit)).all()
+    printed = sum(g.sheets for g in groups if g.channel == "print" and g.status in PRINTED)
     return ProductionReport(start=start, end=end, duplex=duplex, groups=groups, letters=letters, pages=int(pages or 0),
-                            sheets=sum(g.sheets for g in groups), failures=[Failure(*row) for row in found],
+                            sheets=printed, failures=[Failure(*row) for row in found],
                             failures_total=failures_total)
