@@ -35,6 +35,7 @@ from api.routers import print_runs as print_run_routes
 from api.routers import records as records_routes
 from api.routers import search as search_routes
 from correspondence import events as correspondence_events
+from output import events as output_events
 from output.compose import reset_pool
 from output.errors import PoolBusyError, ServiceUnavailableError
 from output.service import run_dispatcher
@@ -80,6 +81,7 @@ class HeaderLimitMiddleware:
 def register_subscribers() -> None:
     """Each domain package registers its outbox subscribers and content checks here at start-up."""
     correspondence_events.register()
+    output_events.register()
     records_events.register()
     search_events.register()
 

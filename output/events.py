@@ -1,4 +1,5 @@
-"""Event names of output: a letter archived and queued, and what happened to it on each channel."""
+"""Event names of output: a letter archived and queued, and what happened to it on each channel; and its
+start-up registration (the repository guard that keeps a letter's document as sent, and its outbox subscriber)."""
 
 from __future__ import annotations
 
@@ -23,3 +24,12 @@ PRINT_RESULTS_IMPORTED = "print_run.results_imported"
 BY_KIND = {"sent": DISPATCH_SENT, "delivered": DISPATCH_DELIVERED, "failed": DISPATCH_FAILED,
            "bounced": DISPATCH_BOUNCED, "suppressed": DISPATCH_SUPPRESSED, "opened": LETTER_OPENED,
            "clicked": LETTER_CLICKED, "damaged": DISPATCH_DAMAGED}
+
+
+def register() -> None:
+    """Guard letters' documents in the repository and settle letters whose document is destroyed."""
+    from output.service import archived  # here, not at the top: the service imports these names
+    from repository import events, guards
+
+    guards.register("output", archived.guard)
+    events.subscribe(events.DOCUMENT_DESTROYED, "output.letter_destroyed", archived.on_document_destroyed)

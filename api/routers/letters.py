@@ -69,8 +69,7 @@ def read(letter_id: str, user: CurrentUser) -> LetterOut:
 def pdf(letter_id: str, user: CurrentUser) -> StreamingResponse:
     """The archived PDF exactly as composed and sent, streamed."""
     with transaction(readonly=True) as session:
-        letter = output.get_letter(session, actor=user, letter_id=letter_id)
-        version = service.get_version(session, actor=user, document_id=letter.document_id)
+        letter, version = output.letter_pdf(session, actor=user, letter_id=letter_id)
         stream = service.read_version(session, version=version)
         headers = {"Content-Length": str(version.size), "ETag": f'"{version.sha256}"', **NO_STORE,
                    "Content-Disposition": f"inline; filename*=UTF-8''{quote(letter.reference)}.pdf"}

@@ -1,6 +1,7 @@
 """Letters and dispatch: the functions other code calls (keyword-only, session first, never committing)."""
 
-from output.service._errors import ChannelChoiceError, LetterNotFoundError
+from output.service._errors import ChannelChoiceError, LetterArchivedError, LetterNotFoundError
+from output.service.archived import archived_version, letter_pdf
 from output.service.dispatch import dispatch_due, fall_back, record_bounce, record_dsn, run_dispatcher
 from output.service.letters import (
     ComposedLetter,
@@ -22,8 +23,8 @@ from output.service.tracking import (
 )
 
 __all__ = [
-    "ChannelChoiceError", "ComposedLetter", "LetterNotFoundError", "PreparedLetter", "archive_letter", "click_url",
-    "compose_letter", "create_letter", "dispatch_due", "fall_back", "get_letter", "ledger", "open_pixel_url",
-    "portal_url", "prepare_letter", "record_bounce", "record_dsn", "record_tracking", "run_dispatcher", "verify_click",
-    "verify_open",
+    "ChannelChoiceError", "ComposedLetter", "LetterArchivedError", "LetterNotFoundError", "PreparedLetter",
+    "archive_letter", "archived_version", "click_url", "compose_letter", "create_letter", "dispatch_due", "fall_back",
+    "get_letter", "ledger", "letter_pdf", "open_pixel_url", "portal_url", "prepare_letter", "record_bounce",
+    "record_dsn", "record_tracking", "run_dispatcher", "verify_click", "verify_open",
 ]

@@ -11,6 +11,12 @@ class LetterNotFoundError(NotFoundError):
     title = "Letter not found"
 
 
+class LetterArchivedError(DocumentStateError):
+    """A letter's archived document cannot be checked out or given new content: it stays as it was sent."""
+
+    title = "Letter archived as sent"
+
+
 class ChannelChoiceError(InvalidInputError):
     """The requested channel does not exist or cannot reach this customer."""
 

@@ -20,6 +20,11 @@ Decisions:
   until POSTROOM_DISPATCH_MAX_ATTEMPTS; then, or at once for a permanent failure or a bounce, the row is
   `failed`/`bounced` and the next channel of the category's fallback chain (POSTROOM_FALLBACK) is queued,
   skipping channels the customer cannot be reached on and channels the letter already has a row for.
+- Every attempt counts: a row found `sending` with its lease expired (its dispatcher died mid-send) is sent again
+  only while it has attempts left, else it fails like a row out of retries; a message that cannot be prepared
+  (its PDF unreadable, say) is a retryable failure, so no row loops for ever.
+- A letter whose archived document was destroyed (erasure, disposition) fails its rows with the reason and falls
+  back to nothing (output/service/archived.py).
 - Print rows are `sent` when the printer accepted the job and polled with `check` until delivered or failed
   (an aborted job is resubmitted like a retryable failure); without news for POSTROOM_DISPATCH_CHECK_GIVE_UP_HOURS
   the row fails. Email and SMS `sent` rows wait for bounces and receipts.
@@ -43,12 +48,13 @@ from output.channels._email import parse_bounce
 from output.channels.base import TAKEN_OVER, failed
 from output.models import BOUNCED, FAILED, QUEUED, SENDING, Dispatch, Letter
 from output.service import policy
+from output.service.archived import archived_version, destroyed, fail_destroyed
 from output.service.letters import add_event, refresh_status
 from output.service.tracking import click_url, open_pixel_url, portal_url
 from repository import audit, events
 from repository.config import Settings, get_settings
 from repository.db import get_engine, is_postgres, transaction
-from repository.models import Customer, Document, DocumentVersion
+from repository.models import Customer
 from repository.service import read_version
 from repository.types import new_id, utcnow
 
@@ -101,6 +107,9 @@ def _claim(engine: Engine, settings: Settings, limit: int) -> list[tuple[str, st
             if row.state == SENDING and (row.provider_ref or "").startswith(HANDOVER):
                 _unconfirmed(session, row, now)  # it was handed over when its dispatcher stopped: never twice
                 continue
+            if row.state == SENDING and row.attempts >= settings.dispatch_max_attempts:
+                _stopped_too_often(session, settings, row)  # a send that kills its dispatcher must not loop
+                continue
             row.state, row.attempts, row.lease_until = SENDING, row.attempts + 1, now + lease
             claims.append((row.id, SEND))
             refresh_status(session, session.get(Letter, row.letter_id))
@@ -121,6 +130,23 @@ def _unconfirmed(session: Session, row: Dispatch, now: dt.datetime) -> None:
                           "provider_ref": row.provider_ref, "detail": detail})
 
 
+def _stopped_too_often(session: Session, settings: Settings, row: Dispatch) -> None:
+    """A row whose dispatcher stopped (crashed, was killed) during its last allowed attempt: it fails like a
+    row out of retries, and the fallback chain takes over."""
+    letter = session.get(Letter, row.letter_id)
+    if destroyed(session, letter):
+        fail_destroyed(session, row=row, letter=letter)
+        return
+    row.updated_at = utcnow()
+    detail = (f"its dispatcher stopped during each of {row.attempts} attempt{'s' if row.attempts != 1 else ''} "
+              "(the lease expired without an outcome)")
+    _give_up(session, settings, row, letter, FAILED, detail)
+    refresh_status(session, letter)
+    audit.record(session, actor=ACTOR, action="letter.dispatch_failed", object_type="dispatch", object_id=row.id,
+                 details={"letter_id": letter.id, "channel": row.channel, "attempts": row.attempts,
+                          "detail": detail})
+
+
 def _commit_point(engine: Engine, dispatch_id: str) -> Callable[[str], bool]:
     """What a channel calls just before its point of no return: records the hand-over (committed) if the row
     is still this dispatcher's to send; False otherwise."""
@@ -139,11 +165,12 @@ def _commit_point(engine: Engine, dispatch_id: str) -> Callable[[str], bool]:
 def _outgoing(session: Session, settings: Settings, row: Dispatch) -> Outgoing:
     letter = session.get(Letter, row.letter_id)
     customer = session.get(Customer, letter.customer_id)
-    document = session.get(Document, letter.document_id)
-    version = session.execute(select(DocumentVersion).where(
-        DocumentVersion.document_id == document.id, DocumentVersion.major == document.current_major,
-        DocumentVersion.minor == document.current_minor)).scalar_one()
-    pdf = b"".join(read_version(session, version=version)) if row.channel in ("email", "print") else None
+    pdf = None
+    if row.channel in ("email", "print"):
+        version = archived_version(session, document_id=letter.document_id)
+        if version is None:
+            raise LookupError(f"letter {letter.reference} has no archived version")
+        pdf = b"".join(read_version(session, version=version))
     recipient = Recipient(name=customer.name, email=customer.email, mobile=customer.mobile, locale=customer.locale,
                           address={"lines": list(customer.address_lines or []), "city": customer.city,
                                    "postcode": customer.postcode, "country": customer.country})
@@ -183,8 +210,22 @@ def _backoff(settings: Settings, attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(settings.dispatch_backoff_seconds * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
+def _queue(session: Session, *, letter: Letter, channel: str, reason: str, fallback_of: str | None) -> Dispatch:
+    now = utcnow()
+    new = Dispatch(id=new_id(), letter_id=letter.id, channel=channel, idempotency_key=f"{letter.id}:{channel}",
+                   state=QUEUED, attempts=0, next_attempt_at=now, fallback_of=fallback_of, reason=reason[:500],
+                   created_at=now, updated_at=now)
+    session.add(new)
+    session.flush()
+    add_event(session, new, letter, QUEUED, new.reason or "")
+    return new
+
+
 def fall_back(session: Session, *, settings: Settings, row: Dispatch, letter: Letter, why: str) -> Dispatch | None:
-    """Queue the next channel of the category's fallback chain after `row` gave up, if there is one."""
+    """Queue the next channel of the category's fallback chain after `row` gave up, if there is one; none for a
+    letter whose document was destroyed."""
+    if destroyed(session, letter):
+        return None  # every channel needs the archived PDF, or a link to it
     customer = session.get(Customer, letter.customer_id)
     have = set(session.execute(select(Dispatch.channel).where(Dispatch.letter_id == letter.id)).scalars())
     channel: str | None = row.channel
@@ -193,14 +234,8 @@ def fall_back(session: Session, *, settings: Settings, row: Dispatch, letter: Le
             return None  # the letter already goes that way
         if policy.reachable(customer, channel) or (channel == "print" and customer.address_undeliverable):
             continue
-        now = utcnow()
-        new = Dispatch(id=new_id(), letter_id=letter.id, channel=channel, idempotency_key=f"{letter.id}:{channel}",
-                       state=QUEUED, attempts=0, next_attempt_at=now, fallback_of=row.id,
-                       reason=f"fallback after {row.channel} {row.state}: {why}"[:500], created_at=now,
-                       updated_at=now)
-        session.add(new)
-        session.flush()
-        add_event(session, new, letter, QUEUED, new.reason or "")
+        new = _queue(session, letter=letter, channel=channel, fallback_of=row.id,
+                     reason=f"fallback after {row.channel} {row.state}: {why}")
         events.emit(session, names.DISPATCH_FALLBACK, {"letter_id": letter.id, "from": row.channel, "to": channel})
         return new
     return None
@@ -260,13 +295,42 @@ def _record(engine: Engine, settings: Settings, dispatch_id: str, action: str, r
                                                 "detail": (result.detail if result else "")[:500]})
 
 
+def _settle_destroyed(engine: Engine, dispatch_id: str) -> None:
+    with transaction(engine) as session:
+        row = _lock(session, dispatch_id)
+        if row is not None and row.state == SENDING:  # still ours: nobody took it over meanwhile
+            fail_destroyed(session, row=row, letter=session.get(Letter, row.letter_id))
+
+
+def _prepare(engine: Engine, settings: Settings, dispatch_id: str) -> Outgoing | None:
+    """The message to send, or None when the row was settled instead: failed for good when its letter's document
+    was destroyed, or retried (counted) when preparing failed, since nothing was sent."""
+    try:
+        with transaction(engine, readonly=True) as session:
+            row = session.get(Dispatch, dispatch_id)
+            gone = destroyed(session, session.get(Letter, row.letter_id))
+            outgoing = None if gone else _outgoing(session, settings, row)
+    except Exception as exc:  # an unreadable PDF, a database hiccup: a failed attempt like any other
+        log.exception("preparing dispatch %s failed", dispatch_id)
+        detail = f"preparing the message failed: {type(exc).__name__}: {exc}"
+        _record(engine, settings, dispatch_id, SEND, failed(detail, retryable=True))
+        return None
+    if outgoing is None:
+        _settle_destroyed(engine, dispatch_id)
+    return outgoing
+
+
 def _work(engine: Engine, settings: Settings, dispatch_id: str, action: str) -> None:
-    with transaction(engine, readonly=True) as session:
-        row = session.get(Dispatch, dispatch_id)
-        payload: Outgoing | str | None = _outgoing(session, settings, row) if action == SEND else row.provider_ref
-        channel = row.channel
-    if isinstance(payload, Outgoing):
-        payload = dataclasses.replace(payload, commit_point=_commit_point(engine, dispatch_id))
+    payload: Outgoing | str | None
+    if action == SEND:
+        if (outgoing := _prepare(engine, settings, dispatch_id)) is None:
+            return
+        channel = outgoing.channel
+        payload = dataclasses.replace(outgoing, commit_point=_commit_point(engine, dispatch_id))
+    else:
+        with transaction(engine, readonly=True) as session:
+            row = session.get(Dispatch, dispatch_id)
+            payload, channel = row.provider_ref, row.channel
     if payload is None:
         result: SendResult | None = failed("the row has no provider reference to poll", retryable=False)
     else:

@@ -5,8 +5,7 @@ Decisions:
   output/channels/_portal.py), for as long as its archived document is not in the trash.
 - Everything is scoped to the customer of the caller's token: another customer's letter, or one never published
   to the portal, is a LetterNotFoundError (404), the same answer as a letter that does not exist.
-- The PDF is the archived document's first version: exactly what was composed and sent, even if someone checked
-  in a later version.
+- The PDF is the letter's archived version (output/service/archived.py): exactly what was composed and sent.
 - Opening the PDF puts an `opened` delivery event on the portal row (and the customer's timeline) the first time
   only; a letter with that event is `read` in the inbox.
 """
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from output.models import DELIVERED, OPENED, DeliveryEvent, Dispatch, Letter
 from output.service._errors import LetterNotFoundError
+from output.service.archived import archived_version
 from output.service.tracking import record_tracking
 from repository.models import Document, DocumentVersion
 from repository.service import read_version
@@ -102,9 +102,7 @@ def open_pdf(session: Session, *, customer_id: str, letter_id: str
              ) -> tuple[InboxLetter, DocumentVersion, Iterator[bytes]]:
     """The inbox letter, the archived version as sent, and a stream of its PDF."""
     letter = get_inbox_letter(session, customer_id=customer_id, letter_id=letter_id)
-    document_id = session.get(Letter, letter_id).document_id
-    version = session.execute(select(DocumentVersion).where(DocumentVersion.document_id == document_id)
-                              .order_by(DocumentVersion.major, DocumentVersion.minor).limit(1)).scalar_one_or_none()
+    version = archived_version(session, document_id=session.get(Letter, letter_id).document_id)
     if version is None:
         raise LetterNotFoundError(f"letter {letter_id} not found")
     return letter, version, read_version(session, version=version)

@@ -3,6 +3,7 @@ recorder (aiosmtpd) and the IPP printer from ops/services.sh."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -11,11 +12,13 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pikepdf
 import pytest
 from aiosmtpd.controller import Controller
 
 from correspondence import events as correspondence_events
 from correspondence import service as corr
+from output import service as output
 from output.channels import get_channel
 from output.compose import get_pool, reset_pool
 from output.compose._worker import find_soffice
@@ -180,3 +183,26 @@ def customer(account, ref: str, **fields) -> str:  # noqa: ANN001, ANN003
                "country": "GB", **fields}
     with transaction() as s:
         return service.create_customer(s, actor=account.user, external_ref=ref, **profile).id
+
+
+def pdf_of(pages: int, title: str) -> bytes:
+    """A small PDF of blank A4 pages, told apart by its title (for tests about which PDF is used, not composition)."""
+    document = pikepdf.new()
+    for _ in range(pages):
+        document.add_blank_page(page_size=(595, 842))
+    document.docinfo["/Title"] = title
+    body = io.BytesIO()
+    document.save(body)
+    return body.getvalue()
+
+
+def quick_letter(author, customer_id: str, pdf: bytes, *, channel: str | None = None,  # noqa: ANN001
+                 category: str | None = None) -> str:
+    """Render and archive a `statement` letter with the given PDF as its composed PDF (no LibreOffice); its id."""
+    with transaction() as s:
+        prepared = output.prepare_letter(s, actor=author.user, template="statement", customer_id=customer_id,
+                                         data={"balance": 42}, channel=channel, category=category)
+        with pikepdf.open(io.BytesIO(pdf)) as document:
+            pages = len(document.pages)
+        composed = output.ComposedLetter(prepared=prepared, pdf=pdf, pages=pages)
+        return output.archive_letter(s, actor=author.user, composed=composed).id

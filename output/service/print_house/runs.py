@@ -9,6 +9,8 @@ Decisions:
 - A row is never in two runs: `record_run` locks the planned ledger rows and refuses the whole run
   (PrintRunConflictError) if any was taken by another run meanwhile; the pieces' unique (run, ledger row) and
   unique `reprint_of` hold the same in the database.
+- A piece is the letter's archived PDF (output/service/archived.py), exactly as composed; a letter whose document
+  was destroyed (erasure, disposition) is never planned: its print row fails instead.
 - Presort: country, then postcode (spaces and case ignored), then letter reference; pieces are numbered 1..n in
   that order. The address is the customer's at the time of the run.
 - Who may: whoever may write `print-file` documents (admin by default) makes runs and imports results; whoever
@@ -25,7 +27,7 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import and_, exists, select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session, aliased
 
 from output import events as names
@@ -38,6 +40,7 @@ from output.models import (
     PrintPiece,
     PrintRun,
 )
+from output.service.archived import archived_version_id
 from output.service.letters import LETTER_TYPE, add_event, refresh_status
 from output.service.print_house._errors import NothingToPrintError, PrintRunConflictError, PrintRunNotFoundError
 from output.service.print_house.layout import Layout, Source, write_print_file
@@ -49,6 +52,7 @@ from repository.db import is_postgres
 from repository.models import Customer, Document, DocumentVersion, User
 from repository.runtime import get_runtime
 from repository.service import create_document, get_type
+from repository.service.documents import DESTROYED
 from repository.types import new_id, utcnow
 
 PRINT = "print"
@@ -152,9 +156,8 @@ def _with_letter(stmt):  # noqa: ANN001, ANN202
     return (stmt.join(Letter, Letter.id == Dispatch.letter_id)
             .join(Customer, Customer.id == Letter.customer_id)
             .join(Document, Document.id == Letter.document_id)
-            .join(DocumentVersion, and_(DocumentVersion.document_id == Document.id,
-                                        DocumentVersion.major == Document.current_major,
-                                        DocumentVersion.minor == Document.current_minor)))
+            .join(DocumentVersion, DocumentVersion.id == archived_version_id(Document.id))
+            .where(Document.state != DESTROYED))  # its pending rows fail (output/service/archived.py)
 
 
 def plan_run(session: Session, *, actor: User, now: dt.datetime, settings: Settings | None = None) -> RunPlan:
