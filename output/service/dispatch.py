@@ -24,7 +24,8 @@ Decisions:
   only while it has attempts left, else it fails like a row out of retries; a message that cannot be prepared
   (its PDF unreadable, say) is a retryable failure, so no row loops for ever.
 - A letter whose archived document was destroyed (erasure, disposition) fails its rows with the reason and falls
-  back to nothing (output/service/archived.py).
+  back to nothing (output/service/archived.py). A fallback to SMS, or to email in a sensitive category, queues
+  the portal row its link leads to (output/service/policy.py).
 - Print rows are `sent` when the printer accepted the job and polled with `check` until delivered or failed
   (an aborted job is resubmitted like a retryable failure); without news for POSTROOM_DISPATCH_CHECK_GIVE_UP_HOURS
   the row fails. Email and SMS `sent` rows wait for bounces and receipts.
@@ -175,7 +176,7 @@ def _outgoing(session: Session, settings: Settings, row: Dispatch) -> Outgoing:
                           address={"lines": list(customer.address_lines or []), "city": customer.city,
                                    "postcode": customer.postcode, "country": customer.country})
     link = portal_url(settings, letter.id)
-    sensitive = letter.category in policy.categories(settings.sensitive_categories)
+    sensitive = policy.sensitive(settings, letter.category)
     subject = f"Your letter {letter.reference}"
     greeting = customer.salutation or f"Dear {customer.name}"
     if row.channel == "sms":
@@ -222,8 +223,8 @@ def _queue(session: Session, *, letter: Letter, channel: str, reason: str, fallb
 
 
 def fall_back(session: Session, *, settings: Settings, row: Dispatch, letter: Letter, why: str) -> Dispatch | None:
-    """Queue the next channel of the category's fallback chain after `row` gave up, if there is one; none for a
-    letter whose document was destroyed."""
+    """Queue the next channel of the category's fallback chain after `row` gave up, if there is one (and the
+    portal too when that channel's message links to it); none for a letter whose document was destroyed."""
     if destroyed(session, letter):
         return None  # every channel needs the archived PDF, or a link to it
     customer = session.get(Customer, letter.customer_id)
@@ -236,6 +237,9 @@ def fall_back(session: Session, *, settings: Settings, row: Dispatch, letter: Le
             continue
         new = _queue(session, letter=letter, channel=channel, fallback_of=row.id,
                      reason=f"fallback after {row.channel} {row.state}: {why}")
+        if policy.needs_portal(settings, letter.category, channel) and policy.PORTAL not in have:
+            _queue(session, letter=letter, channel=policy.PORTAL, fallback_of=row.id,
+                   reason=policy.portal_reason(channel))
         events.emit(session, names.DISPATCH_FALLBACK, {"letter_id": letter.id, "from": row.channel, "to": channel})
         return new
     return None

@@ -11,6 +11,9 @@ Decisions:
   and are capped per customer (POSTROOM_MARKETING_CAP "N/D": N letters in D days, counting marketing letters
   that were not wholly suppressed); a letter over the cap or without consent is recorded with every row
   `suppressed` and the reason. Transactional and regulatory letters are exempt.
+- A message that points the customer to the portal inbox instead of carrying the PDF (SMS always, email in the
+  sensitive categories, POSTROOM_SENSITIVE_CATEGORIES) brings a `portal` row with it, however its channel was
+  chosen (preference, override, default or fallback), so the link leads to the letter.
 - SMS is not sent in quiet hours (POSTROOM_SMS_QUIET_HOURS, local to POSTROOM_SMS_TIMEZONE): the row waits with
   next_attempt_at at the end of the quiet period.
 """
@@ -32,6 +35,7 @@ from repository.models import Customer
 from repository.service import current_consents
 
 MARKETING_CONSENT = "marketing"
+PORTAL = "portal"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,21 @@ def fallback_chain(settings: Settings, category: str) -> list[str]:
         if not name:
             general = channels
     return general
+
+
+def sensitive(settings: Settings, category: str) -> bool:
+    """True when letters of the category are not attached to emails: the email carries a portal link."""
+    return category in categories(settings.sensitive_categories)
+
+
+def needs_portal(settings: Settings, category: str, channel: str) -> bool:
+    """True when the channel's message links to the portal inbox instead of carrying the PDF."""
+    return channel == "sms" or (channel == "email" and sensitive(settings, category))
+
+
+def portal_reason(channel: str) -> str:
+    """Why a letter has a portal row it was not otherwise given."""
+    return f"the {channel} message links to the portal inbox"
 
 
 def next_in_chain(settings: Settings, category: str, channel: str) -> str | None:
@@ -164,6 +183,10 @@ def choose(session: Session, *, settings: Settings, customer: Customer, category
         if "portal" not in channels:
             channels.append("portal")
         notes["portal"] = f"{why}: portal instead of print"
+    linked = next((c for c in channels if needs_portal(settings, category, c)), None)
+    if linked is not None and PORTAL not in channels:
+        channels.append(PORTAL)
+        notes[PORTAL] = portal_reason(linked)
     channels = list(dict.fromkeys(channels))
     block = None
     if opted_out:
