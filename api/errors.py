@@ -99,8 +99,8 @@ def install_error_handlers(app: FastAPI) -> None:
             from starlette.concurrency import run_in_threadpool
 
             await run_in_threadpool(_audit_denial, exc)
-        if status >= 500:
-            log.error("integrity failure on %s: %s", request.url.path, exc.detail)
+        if status >= 500:  # str(exc) may hold more than the detail shown (SearchBackendError's reason)
+            log.error("%s on %s: %s", exc.title.lower(), request.url.path, exc)
         public = {k: v for k, v in exc.extra.items() if k not in ("actor", "object_type", "object_id", "attempted")}
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if exc.extra.get("retry_after") is not None:

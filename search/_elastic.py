@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session
 
 from search._elastic_query import MAPPINGS, SETTINGS, request, source
 from search.backend import Hit, IndexDoc, SearchQuery, SearchResult
-from search.errors import SearchError, SearchUnavailableError
+from search.errors import SearchBackendError, SearchError, SearchUnavailableError
 
 log = logging.getLogger(__name__)
 _ALIAS = re.compile(r"[a-z0-9][a-z0-9._-]{0,200}")
 _RETRY_STATUS = (429, 502, 503, 504)
+_BAD_REQUEST = 400  # the request itself (the query) was refused: the caller's error
 _IGNORED_ON_INDEX = (409,)  # a newer revision is already indexed
 _IGNORED_ON_DELETE = (404,)  # already gone
 _IDS_PER_REQUEST = 1000
@@ -34,7 +35,9 @@ _IDS_PER_REQUEST = 1000
 
 @contextmanager
 def _calls(what: str) -> Iterator[None]:
-    """Elasticsearch failures as search errors: unreachable or overloaded → SearchUnavailableError."""
+    """Elasticsearch failures as search errors: unreachable or overloaded → SearchUnavailableError; a request it
+    calls bad (400) → SearchError; any other refusal or failure (401, 403, 5xx...) is on the server's side →
+    SearchBackendError."""
     try:
         yield
     except TransportError as exc:  # connection refused, reset, timed out
@@ -43,7 +46,9 @@ def _calls(what: str) -> Iterator[None]:
         if exc.meta.status in _RETRY_STATUS:
             raise SearchUnavailableError(f"Elasticsearch is overloaded ({what}): {exc.message}",
                                          retry_after=5) from exc
-        raise SearchError(f"Elasticsearch refused {what}: {exc.message} ({exc.meta.status})") from exc
+        if exc.meta.status == _BAD_REQUEST:
+            raise SearchError(f"Elasticsearch refused {what}: {exc.message} ({exc.meta.status})") from exc
+        raise SearchBackendError(f"Elasticsearch failed {what}: {exc.message} ({exc.meta.status})") from exc
 
 
 class ElasticBackend:
@@ -157,7 +162,8 @@ class ElasticBackend:
         with _calls("checking the index alias"):
             if not self.client.indices.exists_alias(name=self.alias):
                 if self.client.indices.exists(index=self.alias):
-                    raise SearchError(f"{self.alias} is an index, not an alias; delete it and run postroom reindex")
+                    raise SearchBackendError(f"{self.alias} is an index, not an alias; delete it and run postroom "
+                                             "reindex")
                 mine = self.create_index(building=False)
                 # Two processes may race here: the alias then names two indices; every process keeps the
                 # first name, so they agree (the race is the first start's first milliseconds).
@@ -197,7 +203,7 @@ class ElasticBackend:
             detail = f"{len(failed)} of the documents were refused; first: {first.get('_id')}: {first.get('error')}"
             if all(f.get("status") in _RETRY_STATUS for f in failed):
                 raise SearchUnavailableError(f"Elasticsearch is overloaded: {detail}", retry_after=5)
-            raise SearchError(f"Elasticsearch {detail}")
+            raise SearchBackendError(f"Elasticsearch {detail}")
 
 
 class ElasticRebuild:

@@ -1,10 +1,18 @@
 """GET /api/v1/search over HTTP: hits with snippets and facets, filters (including meta.<key>), paging,
-access control in pairs, and malformed queries answered 400 saying where."""
+access control in pairs, malformed queries answered 400 saying where, and an Elasticsearch failing on its side
+answered 502 without its internals."""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
+from repository.config import get_settings
+from search.backend import reset_backends
 from tests.api.helpers import API, assert_problem, create_document, create_type
 from tests.search.support import settle, start
 
@@ -62,3 +70,69 @@ def test_results_hold_only_documents_the_caller_may_read(client, author, make_us
     allowed = client.get(SEARCH, params={"q": "salary"}, headers=author.headers).json()
     assert [h["document_id"] for h in allowed["hits"]] == [secret["id"]]
     assert client.get(SEARCH, params={"q": "salary"}).status_code == 401
+
+
+INTERNALS = "node es-7 at 10.1.2.3 ran out of heap"
+
+
+class _FailingElasticsearch(BaseHTTPRequestHandler):
+    """Says the alias exists, then answers every other request with the server's status and an error body."""
+
+    def _answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("X-Elastic-Product", "Elasticsearch")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def do_HEAD(self) -> None:  # noqa: N802 (the alias exists)
+        self._answer(200, {})
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        status = self.server.status
+        error = {"type": "internal_failure_exception", "reason": INTERNALS}
+        self._answer(status, {"error": {"root_cause": [error], **error}, "status": status})
+
+    do_GET = do_POST  # noqa: N815
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def failing_elasticsearch(monkeypatch) -> Iterator[ThreadingHTTPServer]:  # noqa: ANN001
+    """The Elasticsearch backend configured on a local server that fails searches (status: `server.status`)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FailingElasticsearch)
+    server.status = 500
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("POSTROOM_SEARCH_BACKEND", "elasticsearch")
+    monkeypatch.setenv("POSTROOM_ELASTICSEARCH_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("POSTROOM_ELASTICSEARCH_INDEX", "postroom-failing")
+    get_settings.cache_clear()
+    reset_backends()
+    yield server
+    reset_backends()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("status", [500, 501, 403, 401, 404])
+def test_elasticsearch_failing_on_its_side_is_a_502_that_shows_no_internals(  # noqa: ANN001
+        failing_elasticsearch, client, author, status: int) -> None:  # noqa: ANN001
+    failing_elasticsearch.status = status
+    response = client.get(SEARCH, params={"q": "payment"}, headers=author.headers)
+    expected = 503 if status == 404 else 502  # 404: the alias vanished; the next call re-creates it
+    problem = assert_problem(response, expected)
+    assert problem["type"] == ("urn:postroom:problem:search-unavailable" if status == 404
+                               else "urn:postroom:problem:search-backend")
+    for secret in (INTERNALS, "10.1.2.3", "internal_failure_exception", str(status)):
+        assert secret not in response.text
+
+
+def test_a_query_elasticsearch_calls_bad_stays_a_400(failing_elasticsearch, client, author) -> None:  # noqa: ANN001
+    failing_elasticsearch.status = 400
+    assert_problem(client.get(SEARCH, params={"q": "payment"}, headers=author.headers), 400, "refused")
