@@ -44,7 +44,8 @@ MAPPINGS: dict[str, Any] = {
         "document_type": _KEYWORD,
         "customer_id": _KEYWORD,
         "created_at": {"type": "date"},
-        # `meta.key=value` filters are term queries on metadata.key (every value indexed as a keyword).
+        # `meta.key=value` filters are term queries on metadata.key (every value indexed as a keyword; true as
+        # "true"). Only top-level scalars are sent (`filterable`), so a dotted key is never a nested one.
         "metadata": {"type": "flattened", "ignore_above": 1024},
         "restricted": {"type": "boolean"},
         "text_status": _KEYWORD,
@@ -65,8 +66,14 @@ def source(doc: IndexDoc) -> dict[str, Any]:
         "body": doc.body, "body_words": words(doc.body),
         "document_type_id": doc.document_type_id, "document_type": doc.document_type,
         "customer_id": doc.customer_id, "created_at": _utc(doc.created_at).isoformat(),
-        "metadata": doc.metadata or {}, "restricted": doc.restricted, "text_status": doc.text_status,
+        "metadata": filterable(doc.metadata), "restricted": doc.restricted, "text_status": doc.text_status,
     }
+
+
+def filterable(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The top-level scalar values only: the flattened field would also match nested keys and list elements,
+    which the SQL backends do not (search/metadata.py)."""
+    return {k: v for k, v in (metadata or {}).items() if v is not None and not isinstance(v, (dict, list))}
 
 
 def words(text: str) -> str:

@@ -15,6 +15,7 @@ from sqlalchemy.sql.operators import custom_op
 
 from search._render import safe_snippet
 from search.backend import Hit, SearchQuery, SearchResult
+from search.metadata import meta_equals
 from search.models import SearchEntry
 
 TOP_CUSTOMERS = 20
@@ -42,8 +43,7 @@ def filters(query: SearchQuery, matched=None) -> list[ColumnElement[bool]]:  # n
         conds.append(created >= query.created_from)
     if query.created_to is not None:
         conds.append(created < query.created_to)
-    for key, value in query.meta.items():
-        conds.append(SearchEntry.meta[key].as_string() == value)
+    conds += [meta_equals(SearchEntry.meta, key, value) for key, value in query.meta.items()]
     return conds
 
 

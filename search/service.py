@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, func, insert, literal, select
+from sqlalchemy import and_, func, insert, literal, or_, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from search.query import parse
 
 SORTS = ("relevance", "newest", "oldest")
 _META_KEY = 100
+_META_VALUE = 500  # as saved searches allow (search.matters.service)
 
 
 @dataclass
@@ -85,6 +86,9 @@ def search(session: Session, *, actor: User, q: str | None = None, document_type
     meta = meta or {}
     if any(not k or len(k) > _META_KEY for k in meta):
         raise InvalidInputError(f"metadata filter names must be 1-{_META_KEY} characters", field="meta")
+    for key, value in meta.items():  # longer values are not indexed by Elasticsearch (ignore_above 1024)
+        if len(value) > _META_VALUE:
+            raise InvalidInputError(f"meta.{key} must be at most {_META_VALUE} characters", field=f"meta.{key}")
     offset = _offset(cursor)
     if offset + limit > MAX_DEPTH:
         raise InvalidInputError(f"results are paged up to the first {MAX_DEPTH}; narrow the query", field="cursor")
@@ -178,23 +182,26 @@ def _missing_in_backend(session: Session, backend, room: int) -> list[str]:  # n
 
 
 def enqueue_all(engine: Engine) -> int:
-    """Queue every active document not queued yet (resumable: a queued document stays queued until indexed);
-    returns how many were added. One INSERT ... SELECT, however many documents there are."""
+    """Queue every active document, and every other one the index still holds (the indexer removes those), not
+    queued yet (resumable: a queued document stays queued until indexed); returns how many were added. One
+    INSERT ... SELECT, however many documents there are."""
     when = utcnow()
     with transaction(engine) as session:
-        already = select(SearchQueueItem.document_id)
-        todo = select(Document.id).where(Document.state == "active", Document.id.not_in(already))
+        todo = select(Document.id).where(
+            or_(Document.state == "active", Document.id.in_(select(SearchEntry.document_id))),
+            Document.id.not_in(select(SearchQueueItem.document_id)))
         count = session.execute(select(func.count()).select_from(todo.subquery())).scalar_one()
         session.execute(insert(SearchQueueItem).from_select(
             ["document_id", "queued_at", "next_attempt_at", "attempts"],
-            select(Document.id, literal(when, UTCDateTime()), literal(when, UTCDateTime()), literal(0))
-            .where(Document.state == "active", Document.id.not_in(already))))
+            todo.add_columns(literal(when, UTCDateTime()), literal(when, UTCDateTime()), literal(0))))
         return count
 
 
 def reindex(engine: Engine, *, progress: Callable[[int, int], None] | None = None) -> int:
-    """Rebuild the index: queue every document, index them all, then let the backend swap in a fresh index
-    built from search_entries (Elasticsearch: a new index behind the alias; FTS5: a rebuild statement).
+    """Rebuild the index: queue every active document and every indexed one that is no longer active (trashed,
+    destroyed: the indexer removes their entries, so `verify` finds no extras), index them all, then let the
+    backend swap in a fresh index built from search_entries (Elasticsearch: a new index behind the alias; FTS5: a
+    rebuild statement).
     Resumable: an interrupted run leaves the queue, which the next run (or the indexer) finishes."""
     queued = enqueue_all(engine)
     with transaction(engine, readonly=True) as session:

@@ -33,3 +33,36 @@ def add(author: User, text: str, *, title: str = "Note", document_type: str = "g
         return service.create_document(session, actor=author, title=title, document_type=document_type,
                                        content=staged(text.encode(), filename), customer_id=customer_id,
                                        metadata=metadata).id
+
+
+# Metadata of different JSON kinds, and what each `meta.<key>=<value>` filter must match on every backend (and in
+# holds): top-level scalars compared as text, booleans as true/false, never nested keys or list elements.
+META_DOCS: dict[str, dict[str, Any]] = {
+    "urgent": {"urgent": True, "count": 3, "ratio": 1.5},
+    "calm": {"urgent": False, "count": 0},
+    "text": {"urgent": "true"},
+    "nested": {"address": {"city": "Leeds"}, "tags": ["leeds", "york"], "note": None},
+    "dotted": {"address.city": "Leeds", "tags": "leeds"},
+}
+META_CASES: list[tuple[dict[str, str], set[str]]] = [
+    ({"urgent": "true"}, {"urgent", "text"}),
+    ({"urgent": "false"}, {"calm"}),
+    ({"urgent": "1"}, set()),
+    ({"count": "3"}, {"urgent"}),
+    ({"count": "0"}, {"calm"}),
+    ({"ratio": "1.5"}, {"urgent"}),
+    ({"address.city": "Leeds"}, {"dotted"}),
+    ({"tags": "leeds"}, {"dotted"}),
+    ({"tags": "york"}, set()),
+    ({"address": '{"city": "Leeds"}'}, set()),
+    ({"address": '{"city":"Leeds"}'}, set()),
+    ({"note": "None"}, set()),
+    ({"note": "null"}, set()),
+    ({"urgent": "true", "count": "3"}, {"urgent"}),
+]
+
+
+def add_meta_docs(author: User) -> dict[str, str]:
+    """One document per META_DOCS entry, all mentioning "report"; name → id (not yet indexed: call settle)."""
+    return {name: add(author, f"Status report {name}.", title=f"Meta {name}", metadata=meta)
+            for name, meta in META_DOCS.items()}

@@ -14,6 +14,7 @@ from repository import runtime, service
 from repository.db import get_engine, transaction
 from repository.migrate import upgrade
 from repository.models import Document
+from repository.service.destruction import destroy_document
 from repository.types import utcnow
 from search import indexing
 from search import service as search
@@ -25,7 +26,7 @@ from search.query import parse
 from tests.conftest import configure
 from tests.records.support import make_customer, user
 from tests.search.elastic_support import dead_url, drop_indices, es_url, new_alias
-from tests.search.support import add, settle, start
+from tests.search.support import META_CASES, add, add_meta_docs, settle, start
 
 pytestmark = pytest.mark.elasticsearch
 
@@ -188,3 +189,35 @@ def test_reindex_swaps_in_a_new_index(corpus) -> None:  # noqa: ANN001
     with transaction(readonly=True) as session:
         assert search.verify(session).ok
         assert {h.document_id for h in search.search(session, actor=author, q="arrears").hits} == {ids[0]}
+
+
+def test_reindex_drops_trashed_and_destroyed_documents_from_elasticsearch(corpus) -> None:  # noqa: ANN001
+    author, _, ids = corpus
+    trashed, destroyed = ids[0], ids[2]
+    backend = get_backend()
+    with transaction() as session:  # the outbox events are not delivered: both stay indexed
+        service.trash_document(session, actor=author, document_id=trashed)
+        destroy_document(session, document_id=destroyed, actor="rita", reason="retention ended")
+    with transaction(readonly=True) as session:
+        assert sorted(search.verify(session).extra) == sorted([trashed, destroyed])
+        assert set(backend.revisions(session, [trashed, destroyed])) == {trashed, destroyed}
+    search.reindex(get_engine())
+    with transaction(readonly=True) as session:
+        assert search.verify(session).ok
+        assert backend.revisions(session, [trashed, destroyed]) == {}
+        assert backend.count(session) == len(ids) - 2
+
+
+def test_metadata_filters_agree_booleans_nested_values_and_lists(corpus) -> None:  # noqa: ANN001
+    author, _, _ = corpus
+    ids = add_meta_docs(author)
+    settle()
+    get_backend().refresh()
+    names = {v: k for k, v in ids.items()}
+    with transaction(readonly=True) as session:
+        type_ids = [t.id for t in service.list_types(session)]
+    for q in ("report", None):
+        for meta, expected in META_CASES:
+            fts5, elastic = _both(SearchQuery(expr=parse(q), type_ids=type_ids, meta=meta, limit=100))
+            assert {names.get(h.document_id) for h in fts5.hits} == expected, (q, meta)
+            assert {names.get(h.document_id) for h in elastic.hits} == expected, (q, meta)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from repository import service
 from repository.db import get_engine, transaction
+from repository.errors import InvalidInputError
 from repository.models import Document
 from repository.service.destruction import destroy_document
 from search import service as search
@@ -17,7 +18,7 @@ from search.errors import QuerySyntaxError
 from search.models import SearchEntry
 from tests.records.support import make_customer, user
 from tests.repository.helpers import staged
-from tests.search.support import add, settle, start
+from tests.search.support import META_CASES, add, add_meta_docs, settle, start
 
 pytestmark = pytest.mark.usefixtures("repo")
 
@@ -167,6 +168,39 @@ def test_verify_finds_drift_and_reindex_repairs_it(corpus) -> None:  # noqa: ANN
     with transaction(readonly=True) as session:
         assert search.verify(session).ok
     assert _ids(author, "muller") == {ids["cafe"]} and _ids(author, "quietly") == {ids["welcome"]}
+
+
+def test_reindex_removes_what_verify_reports_as_extra_after_trash_and_destruction(corpus) -> None:  # noqa: ANN001
+    author, _, ids = corpus
+    with transaction() as session:  # the outbox events are not delivered: the index still holds both
+        service.trash_document(session, actor=author, document_id=ids["cafe"])
+        destroy_document(session, document_id=ids["closure"], actor="rita", reason="retention ended")
+    with transaction(readonly=True) as session:
+        report = search.verify(session)
+    assert sorted(report.extra) == sorted([ids["cafe"], ids["closure"]]) and not report.ok
+    search.reindex(get_engine())
+    with transaction(readonly=True) as session:
+        assert search.verify(session).ok
+        left = set(session.execute(select(SearchEntry.document_id)).scalars())
+    assert left == {ids["arrears"], ids["welcome"]}
+    assert _ids(author, "muller") == set() and _ids(author, "arrears") == {ids["arrears"]}
+
+
+@pytest.mark.parametrize("q", ["report", None])
+def test_metadata_filters_compare_top_level_scalars_booleans_as_true_and_false(corpus, q) -> None:  # noqa: ANN001
+    author, _, _ = corpus
+    ids = add_meta_docs(author)
+    settle()
+    names = {v: k for k, v in ids.items()}
+    for meta, expected in META_CASES:
+        assert {names[i] for i in _ids(author, q, meta=meta) if i in names} == expected, meta
+
+
+def test_a_metadata_filter_value_longer_than_elasticsearch_indexes_is_refused(corpus) -> None:  # noqa: ANN001
+    author, _, _ = corpus
+    with pytest.raises(InvalidInputError, match="meta.branch must be at most 500"), \
+            transaction(readonly=True) as session:
+        search.search(session, actor=author, meta={"branch": "x" * 501})
 
 
 def test_text_that_cannot_be_extracted_is_still_found_by_title(corpus) -> None:  # noqa: ANN001
