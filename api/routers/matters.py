@@ -211,6 +211,7 @@ class CoveredOut(BaseModel):
 
     document_id: str
     versions: list[str]
+    in_trash: bool = False
 
 
 class PlacedHoldOut(BaseModel):
@@ -222,6 +223,7 @@ class PlacedHoldOut(BaseModel):
     document_count: int
     version_count: int
     documents: list[CoveredOut]
+    in_trash_count: int = 0
     index_candidates: int
     judged_in_database: int
     not_confirmed_by_database: int
@@ -363,9 +365,10 @@ def place_hold(matter_id: str, body: HoldIn, user: CurrentUser,
         row, sel = placed.placed, placed.selection
         return {"id": row.id, "hold_id": row.hold_id, "search_id": row.search_id, "document_count": row.documents,
                 "version_count": row.versions,
-                "documents": [{"document_id": i, "versions": v} for i, v in placed.covered.items()],
-                "index_candidates": sel.index_candidates, "judged_in_database": sel.judged_here,
-                "not_confirmed_by_database": sel.not_confirmed}
+                "documents": [{"document_id": i, "versions": v, "in_trash": i in sel.in_trash}
+                              for i, v in placed.covered.items()],
+                "in_trash_count": len(sel.in_trash), "index_candidates": sel.index_candidates,
+                "judged_in_database": sel.judged_here, "not_confirmed_by_database": sel.not_confirmed}
 
     return idempotent_create(user, idempotency_key, ("POST", f"/matters/{matter_id}/holds",
                                                      body.model_dump(mode="json")), make)

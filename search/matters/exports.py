@@ -17,7 +17,7 @@ from repository.config import get_settings
 from repository.errors import InvalidInputError, NotFoundError
 from repository.models import Document, DocumentVersion, User
 from repository.runtime import get_runtime
-from repository.service.documents import DESTROYED, readable
+from repository.service.documents import DESTROYED, TRASHED, readable
 from repository.types import utcnow
 from search.matters import custody
 from search.matters.errors import ExportExpiredError, ExportNotReadyError
@@ -99,7 +99,8 @@ def request_export(session: Session, *, actor: User, matter_id: str, search_id: 
     custody.record(session, matter, actor=actor.username, action="export.requested", details={
         "export_id": export.id, "volume": export.volume, "source": export.source, "search_id": search_id,
         "document_count": len(chosen), "excluded_unreadable": unreadable,
-        "documents": [{"document_id": i, "version": labels[i]} for i in chosen]})
+        "documents": [{"document_id": i, "version": labels[i], "in_trash": found[i][0].state == TRASHED}
+                      for i in chosen]})
     return export
 
 

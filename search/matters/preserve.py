@@ -9,8 +9,9 @@ SQL, so the index proposes candidates and the database confirms them:
   up with it) is judged here: its current text (the index's extraction when the content is unchanged, else
   extracted now) against the query tree (`text.matches`). More than MAX_UNSETTLED such extractions refuse the
   call (503) rather than guess.
-Trashed documents are not in the index, so a search with text covers active documents (and any trashed
-candidate the index still held); a search without text covers trashed documents too."""
+The index holds no trashed document, so every trashed document that matches the filters is judged here the same
+way (its text extracted now): a hold or export covers the trash as a search without text does. More than
+MAX_UNSETTLED of them refuse the call (422: a narrower search), since waiting would not help."""
 
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ from records.models import HoldItem
 from records.service import holds
 from repository.errors import InvalidInputError
 from repository.models import Document, DocumentType, DocumentVersion, User
-from repository.service.documents import ACTIVE, DESTROYED
+from repository.service.documents import ACTIVE, DESTROYED, TRASHED
 from search.backend import MAX_DEPTH, SearchQuery, get_backend
 from search.errors import SearchUnavailableError
 from search.matters import custody, text
 from search.matters.models import MatterHold, MatterSearch
 from search.matters.service import get_search, load, search_criteria
+from search.metadata import meta_equals
 from search.models import SearchEntry, SearchQueueItem
 from search.query import parse
 
@@ -48,8 +50,9 @@ class Selection:
 
     document_ids: list[str]
     index_candidates: int = 0  # hits the index proposed
-    judged_here: int = 0  # documents the index had not caught up with, judged on their current text
+    judged_here: int = 0  # documents the index does not vouch for (behind, or in the trash), judged on their text
     not_confirmed: int = 0  # index hits the database did not confirm (gone, destroyed, filters no longer match)
+    in_trash: frozenset[str] = frozenset()  # the selected documents that are in the trash
 
 
 def _chunks(ids: list[str]) -> Iterator[list[str]]:
@@ -69,7 +72,7 @@ def _type_id(session: Session, saved: MatterSearch) -> str | None:
 
 
 def conditions(session: Session, saved: MatterSearch) -> list[ColumnElement[bool]]:
-    """The saved search's filters as SQL on `documents` (metadata compared as text, as the index compares it)."""
+    """The saved search's filters as SQL on `documents` (metadata compared as the index compares it)."""
     where: list[ColumnElement[bool]] = [Document.state != DESTROYED]
     if (type_id := _type_id(session, saved)) is not None:
         where.append(Document.document_type_id == type_id)
@@ -79,7 +82,7 @@ def conditions(session: Session, saved: MatterSearch) -> list[ColumnElement[bool
         where.append(Document.created_at >= saved.created_from)
     if saved.created_to is not None:
         where.append(Document.created_at < saved.created_to)
-    where += [Document.meta[key].as_string() == value for key, value in (saved.meta or {}).items()]
+    where += [meta_equals(Document.meta, key, value) for key, value in (saved.meta or {}).items()]
     return where
 
 
@@ -121,20 +124,34 @@ def _index_hits(session: Session, saved: MatterSearch) -> set[str]:
             return found
 
 
-def _unsettled(session: Session, where: list[ColumnElement[bool]], hits: set[str]) -> list[str]:
-    """Documents matching the filters whose index entry is missing, stale or queued: active ones, and the
-    index's own hits in that state."""
+def _unsettled(session: Session, where: list[ColumnElement[bool]]) -> tuple[list[str], set[str]]:
+    """Documents matching the filters whose text the index does not vouch for: active ones whose entry is
+    missing, stale or queued, and every trashed one (the index holds none; a trashed candidate it still held is
+    behind too). Returns all of them and the trashed ones among them."""
     entry = and_(SearchEntry.document_id == Document.id)
     behind = or_(SearchEntry.id.is_(None), SearchEntry.revision != Document.revision,
                  Document.id.in_(select(SearchQueueItem.document_id)))
-    stmt = select(Document.id).outerjoin(SearchEntry, entry).where(*where, behind)
-    found = set(session.execute(stmt.where(Document.state == ACTIVE)).scalars())
-    for chunk in _chunks(sorted(hits - found)):
-        found.update(session.execute(stmt.where(Document.id.in_(chunk))).scalars())
-    return sorted(found)
+    stmt = select(Document.id).outerjoin(SearchEntry, entry).where(*where, behind, Document.state == ACTIVE)
+    trashed = set(session.execute(select(Document.id).where(*where, Document.state == TRASHED)).scalars())
+    return sorted(set(session.execute(stmt).scalars()) | trashed), trashed
 
 
-def _judge(session: Session, saved: MatterSearch, ids: list[str]) -> set[str]:
+def _check_budget(rows: int, to_extract: list[str], trashed: set[str]) -> None:
+    """Refuse a call that would read too many texts now: 422 when the trash alone is too much (waiting would not
+    help), else 503 while the index catches up."""
+    in_trash = sum(1 for i in to_extract if i in trashed)
+    if in_trash > MAX_UNSETTLED:
+        raise InvalidInputError(f"the saved search's filters match {len(trashed)} documents in the trash, whose text "
+                                f"is not indexed and must be read now ({in_trash} of them; at most {MAX_UNSETTLED} "
+                                "per call): save a narrower search", field="search_id", matched=len(trashed))
+    if len(to_extract) > MAX_UNSETTLED or rows > MAX_BEHIND:
+        raise SearchUnavailableError(f"the index has not caught up with {rows - len(trashed)} documents this search "
+                                     f"could match ({len(to_extract)} documents, {in_trash} of them in the trash, "
+                                     f"need their text read now; at most {MAX_UNSETTLED}); retry once indexing has "
+                                     "caught up", retry_after=30)
+
+
+def _judge(session: Session, saved: MatterSearch, ids: list[str], trashed: set[str]) -> set[str]:
     """The documents among `ids` whose current title and text match the saved query."""
     expr = parse(saved.q)
     rows = []
@@ -143,11 +160,7 @@ def _judge(session: Session, saved: MatterSearch, ids: list[str]) -> set[str]:
             DocumentVersion.document_id == Document.id, DocumentVersion.major == Document.current_major,
             DocumentVersion.minor == Document.current_minor)).where(Document.id.in_(chunk))).all()
     known = {version.document_id: text.indexed_text(session, version) for _, version in rows}
-    to_extract = sum(1 for found in known.values() if found is None)
-    if to_extract > MAX_UNSETTLED or len(rows) > MAX_BEHIND:
-        raise SearchUnavailableError(f"the index has not caught up with {len(rows)} documents this search could "
-                                     f"match ({to_extract} of them need their text read now; at most "
-                                     f"{MAX_UNSETTLED}); retry once indexing has caught up", retry_after=30)
+    _check_budget(len(rows), [i for i, found in known.items() if found is None], trashed)
     matched = set()
     for title, version in rows:
         found = known[version.document_id] or text.current_text(session, version)
@@ -156,22 +169,28 @@ def _judge(session: Session, saved: MatterSearch, ids: list[str]) -> set[str]:
     return matched
 
 
+def _trashed_among(session: Session, ids: list[str]) -> frozenset[str]:
+    return frozenset(i for chunk in _chunks(ids) for i in session.execute(
+        select(Document.id).where(Document.id.in_(chunk), Document.state == TRASHED)).scalars())
+
+
 def select_documents(session: Session, saved: MatterSearch) -> Selection:
     """The documents the saved search matches in the database now (see the module docstring)."""
     where = conditions(session, saved)
     if parse(saved.q) is None:
-        return Selection(_ordered(session, where))
+        ids = _ordered(session, where)
+        return Selection(ids, in_trash=_trashed_among(session, ids))
     hits = _index_hits(session, saved)
-    unsettled = _unsettled(session, where, hits)
-    confirmed = set(_ordered(session, where, hits - set(unsettled)))
-    judged = _judge(session, saved, unsettled)
+    unsettled, trashed = _unsettled(session, where)
+    settled_hits = hits - set(unsettled)
+    confirmed = set(_ordered(session, where, settled_hits))
+    judged = _judge(session, saved, unsettled, trashed)
     ids = _ordered(session, where, confirmed | judged)
     if len(ids) > MAX_DOCUMENTS:
         raise InvalidInputError(f"the saved search matches {len(ids)} documents; at most {MAX_DOCUMENTS} can be "
                                 "held or exported at once: save a narrower search", field="search_id")
-    settled_hits = hits - set(unsettled)
     return Selection(ids, index_candidates=len(hits), judged_here=len(unsettled),
-                     not_confirmed=len(settled_hits - confirmed))
+                     not_confirmed=len(settled_hits - confirmed), in_trash=frozenset(set(ids) & trashed))
 
 
 @dataclass(frozen=True)
@@ -213,8 +232,9 @@ def place_hold(session: Session, *, actor: User, matter_id: str, search_id: str,
     session.flush()
     details: dict[str, Any] = {
         "hold_id": hold.id, "search_id": saved.id, "search": search_criteria(saved), "reason": why,
-        "documents": [{"document_id": i, "versions": v} for i, v in covered.items()],
-        "document_count": len(covered), "version_count": placed.versions,
+        "documents": [{"document_id": i, "versions": v, "in_trash": i in selection.in_trash}
+                      for i, v in covered.items()],
+        "document_count": len(covered), "version_count": placed.versions, "in_trash_count": len(selection.in_trash),
         "index_candidates": selection.index_candidates, "judged_in_database": selection.judged_here,
         "not_confirmed_by_database": selection.not_confirmed}
     custody.record(session, matter, actor=actor.username, action="hold.placed", details=details)

@@ -203,6 +203,29 @@ def test_only_documents_the_requester_may_read_are_produced(people, corpus) -> N
         exports.request_export(session, actor=admin, matter_id=matter_id, document_ids=[corpus["note"]])
 
 
+def test_an_export_by_search_with_text_produces_matching_documents_in_the_trash(people, corpus) -> None:  # noqa: ANN001
+    author, manager = people["author"], people["manager"]
+    with transaction() as session:
+        service.trash_document(session, actor=author, document_id=corpus["note"])
+    settle()  # the index no longer holds the note
+    matter_id = _matter(manager)
+    requested = _request(manager, matter_id, search_id=_search(manager, matter_id))
+    assert requested.document_count == 3
+    with transaction(readonly=True) as session:
+        produced = set(session.execute(select(MatterExportItem.document_id)
+                                       .where(MatterExportItem.export_id == requested.id)).scalars())
+    assert produced == set(corpus.values())
+    event = _events(matter_id)[-1]
+    assert event.action == "export.requested"
+    assert [d["document_id"] for d in event.details["documents"] if d["in_trash"]] == [corpus["note"]]
+    _build_all()
+    export = _export(requested.id)
+    assert export.state == "completed"
+    zf, _ = _read_package(export)
+    natives = [n for n in zf.namelist() if n.startswith("NATIVES/")]
+    assert any(zf.read(n) == b"Call notes: customer mentioned fraud twice." for n in natives)
+
+
 def test_a_restart_resumes_queued_and_abandoned_exports_with_the_same_bates_range(people, corpus) -> None:  # noqa: ANN001
     manager, engine = people["manager"], get_engine()
     matter_id = _matter(manager)

@@ -21,10 +21,11 @@ from search.matters import preserve
 from search.matters import service as matters
 from search.matters.custody import verify_custody
 from search.matters.errors import MatterStateError
-from search.matters.models import Matter, MatterEvent
+from search.matters.models import Matter, MatterEvent, MatterSearch
+from search.models import SearchEntry
 from tests.records.support import make_customer, user
 from tests.repository.helpers import staged
-from tests.search.support import add, settle, start
+from tests.search.support import META_CASES, add, add_meta_docs, settle, start
 
 pytestmark = pytest.mark.usefixtures("repo")
 
@@ -249,6 +250,67 @@ def test_a_search_without_text_decides_from_the_database_alone_trash_included(pe
     matter_id = _open(manager)  # nothing indexed at all: no settle
     placed = _place(manager, matter_id, _save(manager, matter_id, "customer", customer_id=customer))
     assert set(placed.covered) == {mine, trashed} and placed.selection.index_candidates == 0
+
+
+def _trash(author, *document_ids: str) -> None:  # noqa: ANN001
+    with transaction() as session:
+        for document_id in document_ids:
+            service.trash_document(session, actor=author, document_id=document_id)
+
+
+def test_a_hold_from_a_search_with_text_covers_matching_documents_in_the_trash(people) -> None:  # noqa: ANN001
+    author, manager = people["author"], people["manager"]
+    active = add(author, "Fraud reported at the Leeds branch.")
+    binned = add(author, "Fraud evidence, later put in the trash.")
+    add(author, "Nothing relevant, also in the trash.", title="Other")
+    settle()
+    unrelated = add(author, "Nothing relevant, also in the trash.", title="Other")
+    never_indexed = add(author, "Fraud memo trashed before it was ever indexed.")
+    _trash(author, binned, unrelated, never_indexed)
+    settle()  # the index drops (or never takes) trashed documents
+    with transaction(readonly=True) as session:
+        indexed = set(session.execute(select(SearchEntry.document_id)).scalars())
+    assert active in indexed and not indexed & {binned, unrelated, never_indexed}
+    matter_id = _open(manager)
+    placed = _place(manager, matter_id, _save(manager, matter_id, "fraud", q="fraud"))
+
+    assert set(placed.covered) == {active, binned, never_indexed}
+    assert placed.selection.in_trash == {binned, never_indexed}
+    with transaction(readonly=True) as session:
+        held = set(session.execute(select(HoldItem.document_id)
+                                   .where(HoldItem.hold_id == placed.placed.hold_id)).scalars())
+    assert held == {active, binned, never_indexed}
+    event = _events(matter_id)[-1]
+    assert {d["document_id"]: d["in_trash"] for d in event.details["documents"]} == {
+        active: False, binned: True, never_indexed: True}
+    assert event.details["in_trash_count"] == 2 and _verify(matter_id).ok
+
+
+def test_too_many_trashed_texts_to_read_refuse_the_hold_without_writes(people, monkeypatch) -> None:  # noqa: ANN001
+    author, manager = people["author"], people["manager"]
+    add(author, "Fraud in the open.")
+    _trash(author, add(author, "Fraud one."), add(author, "Fraud two."))
+    settle()
+    monkeypatch.setattr(preserve, "MAX_UNSETTLED", 1)
+    matter_id = _open(manager)
+    search_id = _save(manager, matter_id, q="fraud")
+    with pytest.raises(InvalidInputError, match="2 documents in the trash.*narrower"), transaction() as session:
+        preserve.place_hold(session, actor=manager, matter_id=matter_id, search_id=search_id)
+    with transaction(readonly=True) as session:
+        assert session.execute(select(func.count()).select_from(LegalHold)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("q", ["report", None])
+def test_holds_compare_metadata_as_search_does(people, q) -> None:  # noqa: ANN001
+    author, manager = people["author"], people["manager"]
+    names = {v: k for k, v in add_meta_docs(author).items()}
+    settle()
+    matter_id = _open(manager)
+    for n, (meta, expected) in enumerate(META_CASES):
+        search_id = _save(manager, matter_id, f"meta {n}", q=q, meta=meta)
+        with transaction(readonly=True) as session:
+            selected = preserve.select_documents(session, session.get(MatterSearch, search_id))
+        assert {names[i] for i in selected.document_ids} == expected, meta
 
 
 def test_a_search_matching_nothing_places_no_hold(people) -> None:  # noqa: ANN001
