@@ -235,6 +235,8 @@ def fall_back(session: Session, *, settings: Settings, row: Dispatch, letter: Le
             return None  # the letter already goes that way
         if policy.reachable(customer, channel) or (channel == "print" and customer.address_undeliverable):
             continue
+        if policy.marketing_refused(session, settings, letter.category, customer, channel):
+            continue  # no consent to market on that channel
         new = _queue(session, letter=letter, channel=channel, fallback_of=row.id,
                      reason=f"fallback after {row.channel} {row.state}: {why}")
         if policy.needs_portal(settings, letter.category, channel) and policy.PORTAL not in have:

@@ -7,10 +7,12 @@ Decisions:
   (no email address, no mobile, no postal address) is not chosen by default; asked for explicitly it is a 422.
 - Categories that require paper (POSTROOM_PAPER_CATEGORIES) always get print as well, whatever was asked for.
 - A customer whose address is flagged undeliverable gets no print: the portal instead, with a note in the row.
-- Marketing categories (POSTROOM_MARKETING_CATEGORIES) need a granted `marketing` consent (the newest decision)
-  and are capped per customer (POSTROOM_MARKETING_CAP "N/D": N letters in D days, counting marketing letters
-  that were not wholly suppressed); a letter over the cap or without consent is recorded with every row
-  `suppressed` and the reason. Transactional and regulatory letters are exempt.
+- Marketing categories (POSTROOM_MARKETING_CATEGORIES) need consent per channel: the newest decision on
+  `marketing-<channel>` (`marketing-email`, `marketing-sms`, ...) when the customer gave one, else the newest on
+  `marketing`; a channel without a granted consent is `suppressed` with the reason, the others go. Marketing is
+  capped per customer (POSTROOM_MARKETING_CAP "N/D": N letters in D days, counting marketing letters that were
+  not wholly suppressed); a letter over the cap is recorded with every row `suppressed` and the reason.
+  Transactional and regulatory letters are exempt.
 - A message that points the customer to the portal inbox instead of carrying the PDF (SMS always, email in the
   sensitive categories, POSTROOM_SENSITIVE_CATEGORIES) brings a `portal` row with it, however its channel was
   chosen (preference, override, default or fallback), so the link leads to the letter.
@@ -121,11 +123,27 @@ def quiet_until(settings: Settings, now: dt.datetime) -> dt.datetime | None:
     return until.astimezone(dt.UTC)
 
 
-def _marketing_block(session: Session, settings: Settings, customer: Customer, now: dt.datetime,
-                     pending: int) -> str | None:
+def consented(consent: dict[str, bool], channel: str) -> bool:
+    """Whether the customer's current consents allow marketing on `channel` (see the module's decisions)."""
+    specific = consent.get(f"{MARKETING_CONSENT}-{channel}")
+    return specific if specific is not None else bool(consent.get(MARKETING_CONSENT))
+
+
+def marketing_refused(session: Session, settings: Settings, category: str, customer: Customer, channel: str) -> bool:
+    """True when `category` is marketing and the customer has no granted consent for it on `channel`."""
+    if category not in categories(settings.marketing_categories):
+        return False
+    return not consented({c.purpose: c.granted for c in current_consents(session, customer_id=customer.id)}, channel)
+
+
+def _marketing_blocks(session: Session, settings: Settings, customer: Customer, channels: list[str],
+                      now: dt.datetime, pending: int) -> dict[str, str]:
+    """Why each channel may not carry this marketing letter: no consent for it, or the cap (every channel)."""
     consent = {c.purpose: c.granted for c in current_consents(session, customer_id=customer.id)}
-    if not consent.get(MARKETING_CONSENT):
-        return "no granted marketing consent"
+    blocks = {c: f"no granted marketing consent for {c} ({MARKETING_CONSENT}-{c} or {MARKETING_CONSENT})"
+              for c in channels if not consented(consent, c)}
+    if len(blocks) == len(channels):
+        return blocks
     count_text, _, days_text = settings.marketing_cap.partition("/")
     cap, days = int(count_text), int(days_text or 30)
     sent = exists().where(Dispatch.letter_id == Letter.id, Dispatch.state != SUPPRESSED)
@@ -133,8 +151,9 @@ def _marketing_block(session: Session, settings: Settings, customer: Customer, n
         Letter.customer_id == customer.id, Letter.category.in_(categories(settings.marketing_categories)),
         Letter.created_at >= now - dt.timedelta(days=days), sent)).scalar_one() + pending
     if count >= cap:
-        return f"marketing cap reached: {count} marketing letters in the last {days} days (limit {cap})"
-    return None
+        reason = f"marketing cap reached: {count} marketing letters in the last {days} days (limit {cap})"
+        return dict.fromkeys(channels, reason)
+    return blocks
 
 
 def _default_channels(customer: Customer, category: str) -> list[str]:
@@ -188,14 +207,16 @@ def choose(session: Session, *, settings: Settings, customer: Customer, category
         channels.append(PORTAL)
         notes[PORTAL] = portal_reason(linked)
     channels = list(dict.fromkeys(channels))
-    block = None
+    blocks: dict[str, str] = {}
     if opted_out:
-        block = f"the customer asked for no {category!r} letters"
+        blocks = dict.fromkeys(channels, f"the customer asked for no {category!r} letters")
     elif category in categories(settings.marketing_categories):
-        block = _marketing_block(session, settings, customer, now, pending)
+        blocks = _marketing_blocks(session, settings, customer, channels, now, pending)
+        if linked is not None and linked in blocks and notes.get(PORTAL) == portal_reason(linked):
+            blocks.setdefault(PORTAL, f"the {linked} message it was added for is suppressed")
     plans = []
     for channel in channels:
-        if block:
+        if block := blocks.get(channel):
             plans.append(Plan(channel, SUPPRESSED, block, now))
             continue
         when = (quiet_until(settings, now) if channel == "sms" else None) or now

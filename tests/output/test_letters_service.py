@@ -265,7 +265,8 @@ def test_the_marketing_cap_suppresses_with_the_reason(people, template, monkeypa
     get_settings.cache_clear()
     customer_id = customer(people["admin"], "C-1")
     no_consent = _letter(people["author"], customer_id, category="marketing")
-    assert _rows(no_consent.id)["print"].reason == "no granted marketing consent"
+    assert _rows(no_consent.id)["print"].reason == \
+        "no granted marketing consent for print (marketing-print or marketing)"
     with transaction() as s:
         service.record_consent(s, actor=people["admin"].user, customer_id=customer_id, purpose="marketing",
                                granted=True, source="web form")
@@ -280,6 +281,29 @@ def test_the_marketing_cap_suppresses_with_the_reason(people, template, monkeypa
     assert _rows(transactional.id)["print"].state == "queued"
 
 
+@pytest.mark.smtp
+def test_a_marketing_fallback_goes_only_where_the_customer_consented(people, template, smtp) -> None:  # noqa: ANN001, F811
+    admin = people["admin"]
+    customer_id = customer(admin, "C-8", email="ada@example.com", channel_preferences={"marketing": "email"})
+
+    def bounced_letter() -> str:
+        letter = _letter(people["author"], customer_id, category="marketing")
+        assert _rows(letter.id)["email"].state == "queued"
+        output.dispatch_due()
+        with transaction() as s:
+            output.record_bounce(s, letter_id=letter.id, detail="550 5.1.1 no such user")
+        return letter.id
+
+    with transaction() as s:
+        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-email", granted=True,
+                               source="web form")
+    assert sorted(_rows(bounced_letter())) == ["email"]  # no consent to market by post: no print fallback
+    with transaction() as s:
+        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing", granted=True,
+                               source="web form")
+    assert _rows(bounced_letter())["print"].state == "queued"
+
+
 # --- channel choice (no composition needed) ------------------------------------------------------------------
 
 def _choose(customer_id: str, category: str = "statement", override: str | None = None,
@@ -287,6 +311,33 @@ def _choose(customer_id: str, category: str = "statement", override: str | None 
     with transaction(readonly=True) as s:
         return policy.choose(s, settings=get_settings(), customer=s.get(Customer, customer_id), category=category,
                              override=override, now=now or dt.datetime.now(dt.UTC))
+
+
+def test_marketing_consent_is_per_channel_with_the_general_answer_as_default(people, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("POSTROOM_MARKETING_CAP", "10/30")
+    get_settings.cache_clear()
+    admin = people["admin"]
+    customer_id = customer(admin, "C-9", paperless=True, email="ada@example.com")
+
+    def consent(purpose: str, granted: bool) -> None:
+        with transaction() as s:
+            service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose=purpose, granted=granted,
+                                   source="preference centre")
+
+    def states() -> dict[str, tuple[str, str | None]]:
+        return {p.channel: (p.state, p.reason) for p in _choose(customer_id, "marketing")}
+
+    assert {c: s for c, (s, _r) in states().items()} == {"portal": "suppressed", "email": "suppressed"}
+    consent("marketing", True)  # the general answer covers every channel
+    assert {c: s for c, (s, _r) in states().items()} == {"portal": "queued", "email": "queued"}
+    consent("marketing-email", False)  # a channel's own answer wins over the general one
+    assert states() == {"portal": ("queued", None), "email": (
+        "suppressed", "no granted marketing consent for email (marketing-email or marketing)")}
+    consent("marketing", False)
+    consent("marketing-email", True)
+    assert {c: s for c, (s, _r) in states().items()} == {"portal": "suppressed", "email": "queued"}
+    statement = {p.channel: p.state for p in _choose(customer_id, "statement")}
+    assert statement == {"portal": "queued", "email": "queued"}  # transactional letters need no consent
 
 
 def test_channel_choice_follows_preferences_paperless_paper_and_undeliverable(people) -> None:  # noqa: ANN001
