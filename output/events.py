@@ -8,6 +8,7 @@ DISPATCH_SENT = "letter.sent"
 DISPATCH_DELIVERED = "letter.delivered"
 DISPATCH_FAILED = "letter.failed"
 DISPATCH_BOUNCED = "letter.bounced"
+DISPATCH_SOFT_BOUNCED = "letter.soft_bounced"  # the relay retries by itself; noted for the help desk
 DISPATCH_SUPPRESSED = "letter.suppressed"
 DISPATCH_RETRY = "letter.retry_scheduled"
 DISPATCH_FALLBACK = "letter.fallback_queued"
@@ -22,8 +23,8 @@ PRINT_RUN_CREATED = "print_run.created"
 PRINT_RESULTS_IMPORTED = "print_run.results_imported"
 
 BY_KIND = {"sent": DISPATCH_SENT, "delivered": DISPATCH_DELIVERED, "failed": DISPATCH_FAILED,
-           "bounced": DISPATCH_BOUNCED, "suppressed": DISPATCH_SUPPRESSED, "opened": LETTER_OPENED,
-           "clicked": LETTER_CLICKED, "damaged": DISPATCH_DAMAGED}
+           "bounced": DISPATCH_BOUNCED, "soft_bounced": DISPATCH_SOFT_BOUNCED, "suppressed": DISPATCH_SUPPRESSED,
+           "opened": LETTER_OPENED, "clicked": LETTER_CLICKED, "damaged": DISPATCH_DAMAGED}
 
 
 def register() -> None:

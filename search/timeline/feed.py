@@ -34,8 +34,8 @@ LETTER_CREATED = "letter.created"
 # The delivery events of output/events.py BY_KIND (event name -> delivery kind) and how the timeline says them.
 DELIVERY_EVENTS = {"letter.sent": "sent", "letter.delivered": "delivered", "letter.failed": "failed",
                    "letter.bounced": "bounced", "letter.suppressed": "suppressed", "letter.opened": "opened",
-                   "letter.clicked": "clicked", "letter.damaged": "damaged"}
-_SAID = {"clicked": "link clicked", "damaged": "damaged in print"}
+                   "letter.clicked": "clicked", "letter.damaged": "damaged", "letter.soft_bounced": "soft_bounced"}
+_SAID = {"clicked": "link clicked", "damaged": "damaged in print", "soft_bounced": "delayed (soft bounce)"}
 CREATING = (events.DOCUMENT_CREATED, LETTER_CREATED, *DELIVERY_EVENTS)
 CHANGING = (events.DOCUMENT_UPDATED, events.DOCUMENT_TRASHED, events.DOCUMENT_RESTORED, events.DOCUMENT_DESTROYED)
 NO_TERMS = " "  # documents and letters are matched through the search index, not on terms

@@ -14,8 +14,9 @@ from output import service as output
 from output.channels._email import LETTER_HEADER
 from output.channels.signatures import HEADER, sign_webhook
 from output.models import DeliveryEvent, Dispatch, Letter
+from repository import events as repository_events
 from repository.config import get_settings
-from repository.db import transaction
+from repository.db import get_engine, transaction
 from repository.models import AuditEntry, OutboxEvent
 from tests.api.helpers import assert_problem
 from tests.output.letters_support import approved_template, customer, sms_provider, smtp, uno_pool  # noqa: F401
@@ -176,6 +177,15 @@ def test_a_soft_bounce_is_noted_once_and_changes_no_state(client, people, smtp) 
     events = client.get(f"/api/v1/letters/{letter_id}", headers=people["admin"].headers).json()["events"]
     assert [(e["kind"], e["detail"]) for e in events if e["kind"] == "soft_bounced"] == [
         ("soft_bounced", "452 4.2.2 mailbox full")]
+    while repository_events.deliver_pending(get_engine()):  # the timeline follows the outbox
+        pass
+    with transaction(readonly=True) as s:
+        customer_id = s.get(Letter, letter_id).customer_id
+    history = client.get(f"/api/v1/customers/{customer_id}/history", params={"kind": "delivery"},
+                         headers=people["admin"].headers)
+    assert history.status_code == 200, history.text
+    said = [(i["state"], i["channel"], i["summary"]) for i in history.json()["items"]]
+    assert ("soft_bounced", "email", "452 4.2.2 mailbox full") in said
 
 
 def _dsn_parts(returned: bytes) -> bytes:
