@@ -16,6 +16,7 @@ from repository.types import JSONType, UTCDateTime, new_id, utcnow
 COMPOSED, DISPATCHING, DONE, FAILED = "composed", "dispatching", "done", "failed"
 # Ledger states; `sending` is the lease taken (and committed) before a channel is called.
 QUEUED, SENDING, SENT, DELIVERED = "queued", "sending", "sent", "delivered"
+HANDOVER = "handover:"  # provider_ref prefix while an email is handed to the relay (output/service/dispatch.py)
 BOUNCED, SUPPRESSED = "bounced", "suppressed"
 FINAL_STATES = (DELIVERED, FAILED, BOUNCED, SUPPRESSED)
 # Batch states; a batch row is pending, done (it has its letter) or failed (with its error).

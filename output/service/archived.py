@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from output.models import FAILED, PIECE_DAMAGED, QUEUED, SENDING, SENT, Dispatch, Letter, PrintPiece
+from output.models import FAILED, HANDOVER, PIECE_DAMAGED, QUEUED, SENDING, SENT, Dispatch, Letter, PrintPiece
 from output.service._errors import LetterArchivedError, LetterNotFoundError
 from output.service.letters import add_event, get_letter, refresh_status
 from repository import audit
@@ -98,6 +98,8 @@ def _pending(session: Session, row: Dispatch) -> bool:
     if row.state == QUEUED:
         return True
     if row.state == SENDING:  # a dispatcher still holding its lease records its own outcome
+        if (row.provider_ref or "").startswith(HANDOVER):
+            return False  # the relay has the email (the dispatcher settles it as sent): it is not undone
         return row.lease_until is None or row.lease_until < utcnow()
     return row.state == SENT and _awaits_reprint(session, row)
 

@@ -6,7 +6,8 @@ Decisions:
   second worker that took over an expired lease wins alone). A crash between the two leaves the row `sending`;
   when its lease expires it is sent again with the SAME idempotency key, which each channel makes recognisable:
   the email's Message-ID, the IPP job-name (the IPP channel finds the earlier job and does not print again), the
-  SMS provider's Idempotency-Key.
+  SMS provider's Idempotency-Key. A row whose dispatcher stopped during every allowed attempt (a message that
+  kills its dispatcher) fails without a fallback: its outcome is unknown, and a fallback could send it twice.
 - Email has no way to ask the relay what it got, so its channel calls the row's commit point just before the
   end of data: the hand-over is committed (provider_ref `handover:<Message-ID>`) and only then is the final dot
   sent. A relay delivers nothing whose data never ended, so a crash before the dot sends nothing (the row is
@@ -47,7 +48,7 @@ from output import events as names
 from output.channels import DELIVERED, SENT, ChannelError, Outgoing, Recipient, SendResult, get_channel
 from output.channels._email import parse_bounce
 from output.channels.base import TAKEN_OVER, failed
-from output.models import BOUNCED, FAILED, QUEUED, SENDING, Dispatch, Letter
+from output.models import BOUNCED, FAILED, HANDOVER, QUEUED, SENDING, Dispatch, Letter
 from output.service import policy
 from output.service.archived import archived_version, destroyed, fail_destroyed
 from output.service.letters import add_event, refresh_status
@@ -64,7 +65,6 @@ log = logging.getLogger(__name__)
 ACTOR = "system:dispatcher"
 POLLED = frozenset({"print"})
 SEND, CHECK = "send", "check"
-HANDOVER = "handover:"  # provider_ref prefix while a message is being handed to the relay (see _commit_point)
 
 
 def _lock(session: Session, dispatch_id: str) -> Dispatch | None:
@@ -132,16 +132,19 @@ def _unconfirmed(session: Session, row: Dispatch, now: dt.datetime) -> None:
 
 
 def _stopped_too_often(session: Session, settings: Settings, row: Dispatch) -> None:
-    """A row whose dispatcher stopped (crashed, was killed) during its last allowed attempt: it fails like a
-    row out of retries, and the fallback chain takes over."""
+    """A row whose dispatcher stopped (crashed, was killed) during each of its allowed attempts: it fails without a
+    fallback, since the last attempt may have reached the customer (a fallback could send the letter twice); the
+    failure says so, for the help desk to decide."""
     letter = session.get(Letter, row.letter_id)
     if destroyed(session, letter):
         fail_destroyed(session, row=row, letter=letter)
         return
     row.updated_at = utcnow()
     detail = (f"its dispatcher stopped during each of {row.attempts} attempt{'s' if row.attempts != 1 else ''} "
-              "(the lease expired without an outcome)")
-    _give_up(session, settings, row, letter, FAILED, detail)
+              "(the lease expired without an outcome); whether the last one reached the customer is not known, "
+              "so it is neither retried nor replaced by a fallback")
+    row.state, row.lease_until, row.last_error = FAILED, None, detail
+    add_event(session, row, letter, FAILED, detail)
     refresh_status(session, letter)
     audit.record(session, actor=ACTOR, action="letter.dispatch_failed", object_type="dispatch", object_id=row.id,
                  details={"letter_id": letter.id, "channel": row.channel, "attempts": row.attempts,

@@ -20,9 +20,8 @@ import psutil
 import pytest
 from sqlalchemy import func, select
 
-from output.models import DeliveryEvent, Dispatch, Letter, LetterBatch, LetterBatchRow
+from output.models import HANDOVER, DeliveryEvent, Dispatch, Letter, LetterBatch, LetterBatchRow
 from output.service import batches, create_letter, dispatch_due
-from output.service.dispatch import HANDOVER
 from repository import audit
 from repository.db import transaction
 from repository.types import utcnow
