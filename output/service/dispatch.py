@@ -48,7 +48,7 @@ from output import events as names
 from output.channels import DELIVERED, SENT, ChannelError, Outgoing, Recipient, SendResult, get_channel
 from output.channels._email import parse_bounce
 from output.channels.base import TAKEN_OVER, failed
-from output.models import BOUNCED, FAILED, HANDOVER, QUEUED, SENDING, Dispatch, Letter
+from output.models import BOUNCED, FAILED, HANDOVER, QUEUED, SENDING, SUPPRESSED, Dispatch, Letter
 from output.service import policy
 from output.service.archived import archived_version, destroyed, fail_destroyed
 from output.service.letters import add_event, refresh_status
@@ -225,6 +225,20 @@ def _queue(session: Session, *, letter: Letter, channel: str, reason: str, fallb
     return new
 
 
+def _link_portal(session: Session, *, letter: Letter, row: Dispatch, channel: str) -> None:
+    """Make sure the portal row a `channel` message links to will publish the letter: queue it, or queue again
+    the one that was suppressed with the letter."""
+    portal = session.execute(select(Dispatch).where(Dispatch.letter_id == letter.id,
+                                                    Dispatch.channel == policy.PORTAL)).scalar_one_or_none()
+    if portal is None:
+        _queue(session, letter=letter, channel=policy.PORTAL, fallback_of=row.id, reason=policy.portal_reason(channel))
+    elif portal.state == SUPPRESSED:
+        now = utcnow()
+        portal.state, portal.next_attempt_at, portal.updated_at = QUEUED, now, now
+        portal.reason = policy.portal_reason(channel)
+        add_event(session, portal, letter, QUEUED, portal.reason)
+
+
 def fall_back(session: Session, *, settings: Settings, row: Dispatch, letter: Letter, why: str) -> Dispatch | None:
     """Queue the next channel of the category's fallback chain after `row` gave up, if there is one (and the
     portal too when that channel's message links to it); none for a letter whose document was destroyed."""
@@ -242,9 +256,8 @@ def fall_back(session: Session, *, settings: Settings, row: Dispatch, letter: Le
             continue  # no consent to market on that channel
         new = _queue(session, letter=letter, channel=channel, fallback_of=row.id,
                      reason=f"fallback after {row.channel} {row.state}: {why}")
-        if policy.needs_portal(settings, letter.category, channel) and policy.PORTAL not in have:
-            _queue(session, letter=letter, channel=policy.PORTAL, fallback_of=row.id,
-                   reason=policy.portal_reason(channel))
+        if policy.needs_portal(settings, letter.category, channel):
+            _link_portal(session, letter=letter, row=row, channel=channel)
         events.emit(session, names.DISPATCH_FALLBACK, {"letter_id": letter.id, "from": row.channel, "to": channel})
         return new
     return None

@@ -212,8 +212,11 @@ def choose(session: Session, *, settings: Settings, customer: Customer, category
         blocks = dict.fromkeys(channels, f"the customer asked for no {category!r} letters")
     elif category in categories(settings.marketing_categories):
         blocks = _marketing_blocks(session, settings, customer, channels, now, pending)
-        if linked is not None and linked in blocks and notes.get(PORTAL) == portal_reason(linked):
-            blocks.setdefault(PORTAL, f"the {linked} message it was added for is suppressed")
+        if linked is not None and notes.get(PORTAL) == portal_reason(linked):  # the link's row shares its fate
+            if linked in blocks:
+                blocks[PORTAL] = f"the {linked} message it was added for is suppressed"
+            else:
+                blocks.pop(PORTAL, None)
     plans = []
     for channel in channels:
         if block := blocks.get(channel):

@@ -304,6 +304,27 @@ def test_a_marketing_fallback_goes_only_where_the_customer_consented(people, tem
     assert _rows(bounced_letter())["print"].state == "queued"
 
 
+@pytest.mark.smtp
+def test_a_marketing_sms_fallback_publishes_the_suppressed_portal_row_it_links_to(people, template, smtp,  # noqa: ANN001, F811
+                                                                                   monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("POSTROOM_FALLBACK", "email>sms")
+    get_settings.cache_clear()
+    admin = people["admin"]
+    customer_id = customer(admin, "C-7", paperless=True, email="ada@example.com", mobile="+447911123456")
+    for purpose in ("marketing-email", "marketing-sms"):  # none for the portal inbox itself
+        with transaction() as s:
+            service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose=purpose, granted=True,
+                                   source="web form")
+    letter = _letter(people["author"], customer_id, category="marketing")
+    assert {c: r.state for c, r in _rows(letter.id).items()} == {"portal": "suppressed", "email": "queued"}
+    output.dispatch_due()
+    with transaction() as s:
+        output.record_bounce(s, letter_id=letter.id, detail="550 5.1.1 no such user")
+    rows = _rows(letter.id)
+    assert (rows["sms"].state, rows["portal"].state) == ("queued", "queued")  # the SMS's link leads to the letter
+    assert rows["portal"].reason == "the sms message links to the portal inbox"
+
+
 # --- channel choice (no composition needed) ------------------------------------------------------------------
 
 def _choose(customer_id: str, category: str = "statement", override: str | None = None,
@@ -338,6 +359,12 @@ def test_marketing_consent_is_per_channel_with_the_general_answer_as_default(peo
     assert {c: s for c, (s, _r) in states().items()} == {"portal": "suppressed", "email": "queued"}
     statement = {p.channel: p.state for p in _choose(customer_id, "statement")}
     assert statement == {"portal": "queued", "email": "queued"}  # transactional letters need no consent
+    sms_only = customer(admin, "C-10", mobile="+447911123456", channel_preferences={"marketing": "sms"})
+    with transaction() as s:
+        service.record_consent(s, actor=admin.user, customer_id=sms_only, purpose="marketing-sms", granted=True,
+                               source="preference centre")
+    # The portal row an SMS links to goes with the SMS, whatever the consent for the portal itself.
+    assert {p.channel: p.state for p in _choose(sms_only, "marketing")} == {"sms": "queued", "portal": "queued"}
 
 
 def test_channel_choice_follows_preferences_paperless_paper_and_undeliverable(people) -> None:  # noqa: ANN001
