@@ -13,6 +13,10 @@ from sqlalchemy import ColumnElement, String, literal
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
+from repository.errors import InvalidInputError
+
+_PATH_BREAKING = ('"', "\\")  # would end or escape the key inside SQLite's JSON path
+
 
 class _MetaText(FunctionElement[str]):
     """The text of one top-level scalar value of a JSON column (NULL for objects, lists, null and no value)."""
@@ -48,3 +52,10 @@ def _postgresql(element: _MetaText, compiler: Any, **kw: Any) -> str:
 def meta_equals(column: Any, key: str, value: str) -> ColumnElement[bool]:
     """True where the JSON column's top-level `key` holds a scalar whose text is `value` (see the module)."""
     return _MetaText(column, literal(key, String())) == value
+
+
+def check_key(key: str) -> None:
+    """InvalidInputError when a filter name holds a character some backend cannot compare (a quote, a backslash)."""
+    if any(c in key for c in _PATH_BREAKING):
+        raise InvalidInputError(f"metadata filter names cannot contain a double quote or a backslash ({key[:40]!r})",
+                                field="meta")

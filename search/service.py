@@ -21,6 +21,7 @@ from repository.types import UTCDateTime, utcnow
 from search import indexing
 from search.backend import MAX_DEPTH, Hit, SearchQuery, get_backend
 from search.errors import SearchUnavailableError
+from search.metadata import check_key
 from search.models import SearchEntry, SearchQueueItem
 from search.query import parse
 
@@ -87,6 +88,7 @@ def search(session: Session, *, actor: User, q: str | None = None, document_type
     if any(not k or len(k) > _META_KEY for k in meta):
         raise InvalidInputError(f"metadata filter names must be 1-{_META_KEY} characters", field="meta")
     for key, value in meta.items():  # longer values are not indexed by Elasticsearch (ignore_above 1024)
+        check_key(key)
         if len(value) > _META_VALUE:
             raise InvalidInputError(f"meta.{key} must be at most {_META_VALUE} characters", field=f"meta.{key}")
     offset = _offset(cursor)

@@ -24,6 +24,7 @@ from search import service as search_service
 from search.matters import custody
 from search.matters.errors import MatterStateError
 from search.matters.models import Matter, MatterEvent, MatterExport, MatterHold, MatterSearch
+from search.metadata import check_key
 from search.query import parse
 
 OPEN, CLOSED = "open", "closed"
@@ -235,6 +236,7 @@ def _meta(meta: Any) -> dict[str, str]:
     for key, value in meta.items():
         if not isinstance(key, str) or not 1 <= len(key) <= 100:
             raise InvalidInputError("metadata filter names must be 1-100 characters", field="meta")
+        check_key(key)
         if not isinstance(value, str) or len(value) > 500:
             raise InvalidInputError(f"meta.{key} must be a string of at most 500 characters (search compares "
                                     "metadata as text)", field=f"meta.{key}")

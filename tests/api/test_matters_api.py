@@ -216,6 +216,8 @@ def test_bad_input_is_a_problem_not_a_500(client, manager, documents) -> None:  
     assert assert_problem(malformed, 400, "position")["position"] == 9
     assert_problem(client.post(f"{base}/searches", json={"name": "m", "meta": {"branch": 1}},
                                headers=manager.headers), 422)
+    assert_problem(client.post(f"{base}/searches", json={"name": "q", "meta": {'br"anch': "x"}},
+                               headers=manager.headers), 422, "double quote")
     assert_problem(client.post(f"{base}/searches", json={"name": "t", "created_from": "2024-01-01T00:00:00"},
                                headers=manager.headers), 422)
     assert_problem(client.patch(base, json={}, headers=manager.headers), 422, "nothing to change")

@@ -53,6 +53,9 @@ def test_a_malformed_query_is_a_400_saying_where(client, author, indexed) -> Non
     assert_problem(client.get(SEARCH, params={"q": "NOT payment"}, headers=author.headers), 400, "not only NOT")
     assert_problem(client.get(SEARCH, params={"q": "x", "cursor": "garbage"}, headers=author.headers), 422, "cursor")
     assert_problem(client.get(SEARCH, params={"q": "x", "sort": "random"}, headers=author.headers), 422)
+    for key in ['a"b', "a\\b"]:  # SQLite's JSON path would break on them (a 503 before)
+        assert_problem(client.get(SEARCH, params={"q": "x", f"meta.{key}": "1"}, headers=author.headers), 422,
+                       "double quote or a backslash")
     assert_problem(client.get(SEARCH, params={"q": "x", "from": "2025-01-01T00:00:00"}, headers=author.headers),
                    422)
     assert_problem(client.get(SEARCH, params={"q": "x", "document_type": "nope"}, headers=author.headers), 422,
