@@ -47,14 +47,15 @@ from repository.config import get_settings
 from repository.db import get_engine
 from repository.events import run_worker
 from search import events as search_events
-from search.errors import QuerySyntaxError, SearchUnavailableError
+from search.errors import QuerySyntaxError, SearchBackendError, SearchUnavailableError
 from search.indexing import run_indexer
 from search.matters.jobs import run_exporter
 
 # Busy or missing converters (output/compose/) answer 503 with Retry-After.
 register_error_mapping([(PoolBusyError, 503), (ServiceUnavailableError, 503)])
-# A malformed search query is a bad request (the problem says where); a backend that is down answers 503.
-register_error_mapping([(QuerySyntaxError, 400), (SearchUnavailableError, 503)])
+# A malformed search query is a bad request (the problem says where); a backend that is down answers 503, one
+# that fails on its side 502 (the detail says no more).
+register_error_mapping([(QuerySyntaxError, 400), (SearchUnavailableError, 503), (SearchBackendError, 502)])
 
 
 class HeaderLimitMiddleware:

@@ -8,14 +8,10 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel
 
 from api.deps import CurrentUser
-from api.errors import register_error_mapping
 from repository.db import transaction
 from search import service
-from search.errors import SearchBackendError
 
 router = APIRouter(prefix="/api/v1", tags=["search"])
-# The search backend failing on its side is a bad gateway, not the caller's error (the detail says no more).
-register_error_mapping([(SearchBackendError, 502)])
 
 
 class HitOut(BaseModel):
