@@ -175,6 +175,23 @@ def test_an_erased_letter_is_left_out_of_the_print_run_and_its_print_row_fails(c
         print_house.plan_run(s, actor=people["admin"].user, now=utcnow())
 
 
+
+@pytest.mark.usefixtures("house")
+def test_a_letter_erased_while_its_print_run_is_built_stops_the_run(client, people) -> None:  # noqa: ANN001
+    customer_id = customer(people["admin"], "C-1")
+    letter_id = quick_letter(people["author"], customer_id, ARCHIVED)
+    admin = people["admin"].user
+    with transaction(readonly=True) as s:
+        built = print_house.build_run(s, plan=print_house.plan_run(s, actor=admin, now=utcnow()))
+    try:
+        _erase(client, people, customer_id, letter_id)  # before the outbox tells output about it
+        with pytest.raises(print_house.PrintRunConflictError, match="destroyed"), transaction() as s:
+            print_house.record_run(s, actor=admin, built=built)
+    finally:
+        built.release()
+    with transaction(readonly=True) as s:
+        assert s.execute(select(PrintPiece.id)).first() is None  # no print file holds the erased letter
+
 # --- nothing loops forever ------------------------------------------------------------------------------------
 
 class Killed(BaseException):

@@ -255,6 +255,14 @@ def _check_still_free(session: Session, plan: RunPlan, rows: dict[str, Dispatch]
         if not free:
             raise PrintRunConflictError(f"letter {p.reference} was taken by another print run while this one was "
                                         "being built; make the run again", letter_id=p.letter_id)
+    letters = [p.letter_id for p in plan.pieces]
+    for i in range(0, len(letters), _IN_CHUNK):  # erased or disposed of while the run was being built
+        gone = session.execute(select(Letter.id, Letter.reference).join(Document, Document.id == Letter.document_id)
+                               .where(Letter.id.in_(letters[i : i + _IN_CHUNK]), Document.state == DESTROYED)
+                               .limit(1)).first()
+        if gone is not None:
+            raise PrintRunConflictError(f"letter {gone.reference} was destroyed (erasure or disposition) while this "
+                                        "run was being built; make the run again", letter_id=gone.id)
 
 
 def record_run(session: Session, *, actor: User, built: BuiltRun, scheduled_on: dt.date | None = None) -> PrintRun:
