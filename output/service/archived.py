@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, exists, select
 from sqlalchemy.orm import Session, aliased
 
 from output.models import FAILED, HANDOVER, PIECE_DAMAGED, QUEUED, SENDING, SENT, Dispatch, Letter, PrintPiece
@@ -75,22 +75,30 @@ def guard(session: Session, document: Document, operation: Operation) -> None:
             "a letter is kept exactly as it was sent", reference=reference)
 
 
-def fail_destroyed(session: Session, *, row: Dispatch, letter: Letter) -> None:
-    """Fail a pending row of a letter whose document was destroyed (no fallback: see the module's decisions)."""
+def fail_for_good(session: Session, *, row: Dispatch, letter: Letter, detail: str) -> None:
+    """Fail a ledger row with no retry and no fallback, with the reason on the row, its events and the audit trail."""
     now = utcnow()
     row.state, row.lease_until, row.next_attempt_at, row.updated_at = FAILED, None, None, now
-    row.last_error = DESTROYED_REASON
-    add_event(session, row, letter, FAILED, DESTROYED_REASON)
+    row.last_error = detail
+    add_event(session, row, letter, FAILED, detail)
     refresh_status(session, letter)
     audit.record(session, actor=ACTOR, action="letter.dispatch_failed", object_type="dispatch", object_id=row.id,
-                 details={"letter_id": letter.id, "channel": row.channel, "attempts": row.attempts,
-                          "detail": DESTROYED_REASON})
+                 details={"letter_id": letter.id, "channel": row.channel, "attempts": row.attempts, "detail": detail})
+
+
+def fail_destroyed(session: Session, *, row: Dispatch, letter: Letter) -> None:
+    """Fail a pending row of a letter whose document was destroyed (no fallback: see the module's decisions)."""
+    fail_for_good(session, row=row, letter=letter, detail=DESTROYED_REASON)
+
+
+def awaiting_reprint() -> ColumnElement[bool]:
+    """SQL: the PrintPiece was damaged by the inserter and has no reprint yet."""
+    reprint = aliased(PrintPiece)
+    return and_(PrintPiece.status == PIECE_DAMAGED, ~exists().where(reprint.reprint_of == PrintPiece.id))
 
 
 def _awaits_reprint(session: Session, row: Dispatch) -> bool:
-    reprint = aliased(PrintPiece)
-    damaged = select(PrintPiece.id).where(PrintPiece.dispatch_id == row.id, PrintPiece.status == PIECE_DAMAGED,
-                                          ~select(reprint.id).where(reprint.reprint_of == PrintPiece.id).exists())
+    damaged = select(PrintPiece.id).where(PrintPiece.dispatch_id == row.id, awaiting_reprint())
     return row.channel == "print" and session.execute(damaged.limit(1)).first() is not None
 
 

@@ -22,7 +22,7 @@ Decisions:
   `failed`/`bounced` and the next channel of the category's fallback chain (POSTROOM_FALLBACK) is queued,
   skipping channels the customer cannot be reached on and channels the letter already has a row for.
 - Every attempt counts: a row found `sending` with its lease expired (its dispatcher died mid-send) is sent again
-  only while it has attempts left, else it fails like a row out of retries; a message that cannot be prepared
+  only while it has attempts left, else it fails without a fallback (see above); a message that cannot be prepared
   (its PDF unreadable, say) is a retryable failure, so no row loops for ever.
 - A letter whose archived document was destroyed (erasure, disposition) fails its rows with the reason and falls
   back to nothing (output/service/archived.py). A fallback to SMS, or to email in a sensitive category, queues
@@ -50,7 +50,7 @@ from output.channels._email import parse_bounce
 from output.channels.base import TAKEN_OVER, failed
 from output.models import BOUNCED, FAILED, HANDOVER, QUEUED, SENDING, SUPPRESSED, Dispatch, Letter
 from output.service import policy
-from output.service.archived import archived_version, destroyed, fail_destroyed
+from output.service.archived import archived_version, destroyed, fail_destroyed, fail_for_good
 from output.service.letters import add_event, refresh_status
 from output.service.tracking import click_url, open_pixel_url, portal_url
 from repository import audit, events
@@ -139,16 +139,10 @@ def _stopped_too_often(session: Session, settings: Settings, row: Dispatch) -> N
     if destroyed(session, letter):
         fail_destroyed(session, row=row, letter=letter)
         return
-    row.updated_at = utcnow()
     detail = (f"its dispatcher stopped during each of {row.attempts} attempt{'s' if row.attempts != 1 else ''} "
               "(the lease expired without an outcome); whether the last one reached the customer is not known, "
               "so it is neither retried nor replaced by a fallback")
-    row.state, row.lease_until, row.last_error = FAILED, None, detail
-    add_event(session, row, letter, FAILED, detail)
-    refresh_status(session, letter)
-    audit.record(session, actor=ACTOR, action="letter.dispatch_failed", object_type="dispatch", object_id=row.id,
-                 details={"letter_id": letter.id, "channel": row.channel, "attempts": row.attempts,
-                          "detail": detail})
+    fail_for_good(session, row=row, letter=letter, detail=detail)
 
 
 def _commit_point(engine: Engine, dispatch_id: str) -> Callable[[str], bool]:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from output.models import DELIVERED, OPENED, DeliveryEvent, Dispatch, Letter
 from output.service._errors import LetterNotFoundError
 from output.service.archived import archived_version
+from output.service.policy import PORTAL
 from output.service.tracking import record_tracking
 from repository.models import Document, DocumentVersion
 from repository.service import read_version
@@ -29,7 +30,6 @@ from repository.service import read_version
 # The document listing's (created_at, id) cursor fits letters as well: one cursor format for newest-first lists.
 from repository.service.documents import ACTIVE, decode_cursor, encode_cursor
 
-PORTAL = "portal"
 MAX_PAGE = 200
 
 

@@ -27,12 +27,11 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import exists, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from output import events as names
 from output.models import (
-    PIECE_DAMAGED,
     QUEUED,
     SENT,
     Dispatch,
@@ -40,7 +39,7 @@ from output.models import (
     PrintPiece,
     PrintRun,
 )
-from output.service.archived import archived_version_id
+from output.service.archived import archived_version_id, awaiting_reprint
 from output.service.letters import LETTER_TYPE, add_event, refresh_status
 from output.service.print_house._errors import NothingToPrintError, PrintRunConflictError, PrintRunNotFoundError
 from output.service.print_house.layout import Layout, Source, write_print_file
@@ -170,11 +169,9 @@ def plan_run(session: Session, *, actor: User, now: dt.datetime, settings: Setti
         Dispatch.channel == PRINT, Dispatch.state == QUEUED, Dispatch.next_attempt_at <= now)
     pieces = {row.id: _planned(row, letter, customer, version)
               for row, letter, customer, version in session.execute(queued)}
-    later = aliased(PrintPiece)
     damaged = _with_letter(select(Dispatch, Letter, Customer, DocumentVersion, PrintPiece)
                            .join(PrintPiece, PrintPiece.dispatch_id == Dispatch.id)).where(
-        PrintPiece.status == PIECE_DAMAGED, Dispatch.state == SENT,
-        ~exists().where(later.reprint_of == PrintPiece.id))
+        awaiting_reprint(), Dispatch.state == SENT)
     for row, letter, customer, version, piece in session.execute(damaged):
         pieces.setdefault(row.id, _planned(row, letter, customer, version, piece))
     if not pieces:
