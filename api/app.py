@@ -23,6 +23,7 @@ from api.routers import (
     erasure,
     health,
     letters,
+    message_templates,
     reports,
     templates,
     webhooks,
@@ -148,6 +149,7 @@ def create_app(*, run_worker_thread: bool | None = None) -> FastAPI:
     app.include_router(templates.blocks_router)
     app.include_router(letters.router)
     app.include_router(letters.tracking_router)
+    app.include_router(message_templates.router)  # email and SMS wording sent with letters
     app.include_router(batches.router)  # letter batches (the runner makes their letters in the background)
     app.include_router(print_run_routes.router)  # print house runs (admin)
     app.include_router(portal_routes.router)  # customer portal accounts and inbox

@@ -198,3 +198,24 @@ class PrintPiece(Base):
     note: Mapped[str | None] = mapped_column(Text)
     result_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MessageTemplate(Base):
+    """The email (subject, text, HTML) or SMS text that goes with letters of one category, or of any category
+    without its own (`category` ""), for customers of one locale or of any (`locale` ""); Jinja in the sandbox."""
+
+    __tablename__ = "message_templates"
+    __table_args__ = (UniqueConstraint("channel", "category", "locale", name="uq_message_templates_scope"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    channel: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str] = mapped_column(String(50), default="")
+    locale: Mapped[str] = mapped_column(String(35), default="")
+    subject: Mapped[str] = mapped_column(Text, default="")
+    text_body: Mapped[str] = mapped_column(Text)
+    html_body: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(ForeignKey("users.id", name="fk_message_templates_created_by"))
+    updated_by: Mapped[str] = mapped_column(ForeignKey("users.id", name="fk_message_templates_updated_by"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,6 +13,7 @@ import itertools
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from jinja2 import Template
@@ -75,13 +76,21 @@ def _listing_size(xml: str) -> int:
 def _render(template: Template, source: str, context: Mapping[str, Any], state: RenderState, part: str,
             **where: object) -> str:
     state.part = part
-    try:
+    with render_errors(source, part, **where):
         xml = _generate(template, context, state)
         if "\n" in xml or "\t" in xml:
             state.output += _listing_size(xml) - len(xml)
             if state.output > MAX_OUTPUT:
                 raise SecurityError(f"{_TOO_LONG}, once its tabs and line breaks become Word runs")
         return xml
+
+
+@contextmanager
+def render_errors(source: str, part: str, what: str = "the letter", **where: object) -> Iterator[None]:
+    """Turn what a template raises while rendering into a 422 saying where: TemplateSecurityError for what the
+    sandbox refused, RenderError for anything else (never a traceback)."""
+    try:
+        yield
     except RepositoryError:
         raise
     except SecurityError as exc:
@@ -94,7 +103,7 @@ def _render(template: Template, source: str, context: Mapping[str, Any], state: 
                           part=part, **runtime_location(source, exc, name.group(1) if name else ""), **where) from None
     except Exception as exc:  # any other failure of the template's own logic: a 422, never a traceback
         message = str(exc) or type(exc).__name__
-        raise RenderError(f"the letter could not be rendered: {message}", part=part,
+        raise RenderError(f"{what} could not be rendered: {message}", part=part,
                           **runtime_location(source, exc), **where) from None
 
 

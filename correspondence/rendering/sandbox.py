@@ -520,8 +520,8 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
         return update_wrapper(checked, wrapped)
 
 
-def _make_environment() -> LetterEnvironment:
-    env = LetterEnvironment(autoescape=True, undefined=LetterUndefined, finalize=_finalize, auto_reload=False,
+def _make_environment(*, autoescape: bool = True) -> LetterEnvironment:
+    env = LetterEnvironment(autoescape=autoescape, undefined=LetterUndefined, finalize=_finalize, auto_reload=False,
                             cache_size=0, keep_trailing_newline=True)
     env.globals.pop("lipsum", None)
     env.globals["image"] = image

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.utils import formataddr, formatdate, parseaddr
+from urllib.parse import quote
 
 from pydantic import SecretStr
 
@@ -44,6 +45,11 @@ def letter_id_from_message_id(message_id: str) -> str | None:
         except ValueError:
             pass
     return tag
+
+
+def _links_to(page: str, url: str) -> bool:
+    """True when the HTML shows `url`, or links to it through a redirect that carries it (click tracking)."""
+    return html.escape(url) in page or quote(url, safe="") in page
 
 
 class EmailChannel:
@@ -78,7 +84,7 @@ class EmailChannel:
         text_body, html_body = message.text_body, message.html_body
         if message.sensitive and message.portal_url and message.portal_url not in text_body:
             text_body = f"{text_body.rstrip()}\n\n{message.portal_url}\n"
-        if message.sensitive and message.portal_url and html.escape(message.portal_url) not in html_body:
+        if message.sensitive and message.portal_url and not _links_to(html_body, message.portal_url):
             link = html.escape(message.portal_url)
             html_body = f'{html_body}\n<p><a href="{link}">{link}</a></p>\n'
         msg = EmailMessage()

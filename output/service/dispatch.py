@@ -39,6 +39,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Callable
+from html import escape
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Engine
@@ -49,7 +50,7 @@ from output.channels import DELIVERED, SENT, ChannelError, Outgoing, Recipient, 
 from output.channels._email import parse_bounce
 from output.channels.base import TAKEN_OVER, failed
 from output.models import BOUNCED, FAILED, HANDOVER, QUEUED, SENDING, SUPPRESSED, Dispatch, Letter
-from output.service import policy
+from output.service import messages, policy
 from output.service.archived import archived_version, destroyed, fail_destroyed, fail_for_good
 from output.service.letters import add_event, refresh_status
 from output.service.tracking import click_url, open_pixel_url, portal_url
@@ -174,22 +175,25 @@ def _outgoing(session: Session, settings: Settings, row: Dispatch) -> Outgoing:
                                    "postcode": customer.postcode, "country": customer.country})
     link = portal_url(settings, letter.id)
     sensitive = policy.sensitive(settings, letter.category)
-    subject = f"Your letter {letter.reference}"
-    greeting = customer.salutation or f"Dear {customer.name}"
+    message = messages.message_for(session, letter=letter, customer=customer, channel=row.channel, link=link,
+                                   sensitive=sensitive) if row.channel in messages.CHANNELS else None
+    subject, text, html = (message.subject, message.text, message.html) if message else ("", "", "")
     if row.channel == "sms":
-        text = f"You have a new letter ({letter.reference}) in your Postroom inbox:"
-    elif sensitive:
-        text = f"{greeting},\n\nyou have a new letter ({letter.reference}). Read it securely here:\n{link}\n"
-    else:
-        text = f"{greeting},\n\nplease find your letter {letter.reference} attached.\n"
-    html = "<p>" + text.replace("\n\n", "</p><p>").replace("\n", "<br>") + "</p>"
+        text = text.replace(link, " ")  # the SMS channel ends every text with the link, never cut
     if row.channel == "email" and settings.tracking_secret.get_secret_value():
-        if sensitive:
-            html = html.replace(link, f'<a href="{click_url(settings, letter.id, row.channel, link)}">{link}</a>')
-        html += f'\n<img src="{open_pixel_url(settings, letter.id, row.channel)}" width="1" height="1" alt="">'
+        html = _tracked(html, link, click_url(settings, letter.id, row.channel, link))
+        html += f'\n<img src="{escape(open_pixel_url(settings, letter.id, row.channel))}" width="1" height="1" alt="">'
     return Outgoing(letter_id=letter.id, channel=row.channel, idempotency_key=row.idempotency_key,
                     recipient=recipient, category=letter.category, subject=subject, pdf=pdf, portal_url=link,
                     sensitive=sensitive, text_body=text, html_body=html)
+
+
+def _tracked(html: str, link: str, click: str) -> str:
+    """The HTML with its portal links going through the click-tracking redirect (a bare link made a link)."""
+    plain, tracked = escape(link), escape(click)
+    if f'href="{plain}"' in html:
+        return html.replace(f'href="{plain}"', f'href="{tracked}"')
+    return html.replace(plain, f'<a href="{tracked}">{plain}</a>')
 
 
 def _call(settings: Settings, row_channel: str, action: str, payload: Outgoing | str) -> SendResult | None:
