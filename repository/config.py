@@ -22,6 +22,9 @@ def _default_keyring() -> Path:
     return Path.home() / ".config" / "postroom" / "keyring.json"
 
 
+_CAP = r"([A-Za-z0-9_.-]+\s*=\s*)?\d+/\d+\s*"
+_CAPS = rf"^\s*{_CAP}(;\s*{_CAP})*$"  # marketing_cap: "N/D" and "category=N/D" entries separated by ";"
+
 class Settings(BaseSettings):
     """All configuration; every field is POSTROOM_<NAME> in the environment."""
 
@@ -87,7 +90,9 @@ class Settings(BaseSettings):
     paper_categories: str = "regulatory"  # comma-separated categories that always go to print
     sensitive_categories: str = ""  # email carries a portal link instead of the PDF
     marketing_categories: str = "marketing"
-    marketing_cap: str = "4/30"  # at most N marketing letters per customer per D days
+    # At most N letters of a marketing category per customer per D days: "N/D", with "category=N/D" entries
+    # separated by ";" for categories with their own cap.
+    marketing_cap: str = Field("4/30", pattern=_CAPS)
     sms_quiet_hours: str = "21-08"  # local hours (sms_timezone) when no SMS is sent
     sms_timezone: str = "UTC"
     fallback: str = "email>print"  # "a>b" for every category, or "category=a>b" entries separated by ";"

@@ -322,20 +322,41 @@ def _settle_destroyed(engine: Engine, dispatch_id: str) -> None:
             fail_destroyed(session, row=row, letter=session.get(Letter, row.letter_id))
 
 
+def _settle_suppressed(engine: Engine, dispatch_id: str, reason: str) -> None:
+    with transaction(engine) as session:
+        row = _lock(session, dispatch_id)
+        if row is not None and row.state == SENDING:  # still ours: nobody took it over meanwhile
+            letter = session.get(Letter, row.letter_id)
+            row.state, row.lease_until, row.next_attempt_at, row.reason = SUPPRESSED, None, None, reason[:500]
+            row.updated_at = utcnow()
+            add_event(session, row, letter, SUPPRESSED, reason)
+            refresh_status(session, letter)
+            audit.record(session, actor=ACTOR, action=names.DISPATCH_SUPPRESSED, object_type="dispatch",
+                         object_id=row.id, details={"letter_id": letter.id, "channel": row.channel, "detail": reason})
+
+
 def _prepare(engine: Engine, settings: Settings, dispatch_id: str) -> Outgoing | None:
-    """The message to send, or None when the row was settled instead: failed for good when its letter's document
-    was destroyed, or retried (counted) when preparing failed, since nothing was sent."""
+    """The message to send, or None when the row was settled instead: suppressed when the customer withdrew the
+    marketing consent it needs, failed for good when its letter's document was destroyed, or retried (counted)
+    when preparing failed, since nothing was sent."""
+    withdrawn = None
     try:
         with transaction(engine, readonly=True) as session:
             row = session.get(Dispatch, dispatch_id)
-            gone = destroyed(session, session.get(Letter, row.letter_id))
-            outgoing = None if gone else _outgoing(session, settings, row)
+            letter = session.get(Letter, row.letter_id)
+            gone = destroyed(session, letter)
+            if not gone and policy.marketing_refused(session, settings, letter.category,
+                                                     session.get(Customer, letter.customer_id), row.channel):
+                withdrawn = f"marketing consent for {row.channel} withdrawn before the letter was sent"
+            outgoing = None if gone or withdrawn else _outgoing(session, settings, row)
     except Exception as exc:  # an unreadable PDF, a database hiccup: a failed attempt like any other
         log.exception("preparing dispatch %s failed", dispatch_id)
         detail = f"preparing the message failed: {type(exc).__name__}: {exc}"
         _record(engine, settings, dispatch_id, SEND, failed(detail, retryable=True))
         return None
-    if outgoing is None:
+    if withdrawn:
+        _settle_suppressed(engine, dispatch_id, withdrawn)
+    elif outgoing is None:
         _settle_destroyed(engine, dispatch_id)
     return outgoing
 

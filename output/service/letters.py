@@ -152,15 +152,16 @@ def archive_letters(session: Session, *, actor: User, composed: Sequence[Compose
                                                   .order_by(Customer.id).with_for_update()  # one lock order
                                                   .execution_options(populate_existing=True)).scalars()}
     plans: list[list[policy.Plan]] = []
-    counted: dict[str, int] = {}  # marketing letters to each customer earlier in this call (not yet inserted)
+    counted: dict[tuple[str, str], int] = {}  # marketing letters per (customer, category) earlier in this call
     for item in composed:
         customer = customers.get(item.prepared.customer_id)
         if customer is None:
             raise NotFoundError(f"customer {item.prepared.customer_id} not found")
+        scope = (customer.id, item.prepared.category)
         chosen = policy.choose(session, settings=settings, customer=customer, category=item.prepared.category,
-                               override=item.prepared.channel, now=now, pending=counted.get(customer.id, 0))
+                               override=item.prepared.channel, now=now, pending=counted.get(scope, 0))
         if policy.counts_against_cap(settings, item.prepared.category, chosen):
-            counted[customer.id] = counted.get(customer.id, 0) + 1
+            counted[scope] = counted.get(scope, 0) + 1
         plans.append(chosen)
     items = [NewDocument(title=f"Letter {c.prepared.reference} ({c.prepared.template_name})",
                          content=stage_stream(iter([c.pdf]), max_bytes=max(settings.max_upload_bytes, len(c.pdf)),

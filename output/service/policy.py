@@ -10,9 +10,10 @@ Decisions:
 - Marketing categories (POSTROOM_MARKETING_CATEGORIES) need consent per channel: the newest decision on
   `marketing-<channel>` (`marketing-email`, `marketing-sms`, ...) when the customer gave one, else the newest on
   `marketing`; a channel without a granted consent is `suppressed` with the reason, the others go. Marketing is
-  capped per customer (POSTROOM_MARKETING_CAP "N/D": N letters in D days, counting marketing letters that were
-  not wholly suppressed); a letter over the cap is recorded with every row `suppressed` and the reason.
-  Transactional and regulatory letters are exempt.
+  capped per customer and category (POSTROOM_MARKETING_CAP "N/D": N letters of the category in D days, counting
+  letters that were not wholly suppressed; "offers=2/30;4/30" gives a category its own cap, like the fallback
+  setting); a letter over the cap is recorded with every row `suppressed` and the reason. Transactional and
+  regulatory letters are exempt.
 - A message that points the customer to the portal inbox instead of carrying the PDF (SMS always, email in the
   sensitive categories, POSTROOM_SENSITIVE_CATEGORIES) brings a `portal` row with it, however its channel was
   chosen (preference, override, default or fallback), so the link leads to the letter.
@@ -68,6 +69,21 @@ def fallback_chain(settings: Settings, category: str) -> list[str]:
             return channels
         if not name:
             general = channels
+    return general
+
+
+def marketing_cap(settings: Settings, category: str) -> tuple[int, int]:
+    """(letters, days) the cap allows for a marketing category (a category entry wins over the general one)."""
+    general = (4, 30)
+    for entry in settings.marketing_cap.split(";"):
+        name, _, cap = entry.strip().rpartition("=")
+        if not cap:
+            continue
+        count, _, days = cap.partition("/")
+        if name.strip().lower() == category:
+            return int(count), int(days or 30)
+        if not name:
+            general = (int(count), int(days or 30))
     return general
 
 
@@ -136,22 +152,22 @@ def marketing_refused(session: Session, settings: Settings, category: str, custo
     return not consented({c.purpose: c.granted for c in current_consents(session, customer_id=customer.id)}, channel)
 
 
-def _marketing_blocks(session: Session, settings: Settings, customer: Customer, channels: list[str],
-                      now: dt.datetime, pending: int) -> dict[str, str]:
-    """Why each channel may not carry this marketing letter: no consent for it, or the cap (every channel)."""
+def _marketing_blocks(session: Session, settings: Settings, customer: Customer, category: str,
+                      channels: list[str], now: dt.datetime, pending: int) -> dict[str, str]:
+    """Why each channel may not carry this marketing letter: no consent for it, or the category's cap (every
+    channel)."""
     consent = {c.purpose: c.granted for c in current_consents(session, customer_id=customer.id)}
     blocks = {c: f"no granted marketing consent for {c} ({MARKETING_CONSENT}-{c} or {MARKETING_CONSENT})"
               for c in channels if not consented(consent, c)}
     if len(blocks) == len(channels):
         return blocks
-    count_text, _, days_text = settings.marketing_cap.partition("/")
-    cap, days = int(count_text), int(days_text or 30)
+    cap, days = marketing_cap(settings, category)
     sent = exists().where(Dispatch.letter_id == Letter.id, Dispatch.state != SUPPRESSED)
     count = session.execute(select(func.count()).select_from(Letter).where(
-        Letter.customer_id == customer.id, Letter.category.in_(categories(settings.marketing_categories)),
+        Letter.customer_id == customer.id, Letter.category == category,
         Letter.created_at >= now - dt.timedelta(days=days), sent)).scalar_one() + pending
     if count >= cap:
-        reason = f"marketing cap reached: {count} marketing letters in the last {days} days (limit {cap})"
+        reason = f"marketing cap reached: {count} {category!r} letters in the last {days} days (limit {cap})"
         return dict.fromkeys(channels, reason)
     return blocks
 
@@ -183,7 +199,8 @@ def counts_against_cap(settings: Settings, category: str, plans: list[Plan]) -> 
 def choose(session: Session, *, settings: Settings, customer: Customer, category: str, override: str | None,
            now: dt.datetime, pending: int = 0) -> list[Plan]:
     """The ledger rows for a new letter of `category` to `customer` (see the module's decisions); `pending`
-    marketing letters to the customer are being archived with this one and count against the cap."""
+    letters of the same marketing category to the customer are being archived with this one and count against
+    its cap."""
     notes: dict[str, str] = {}
     opted_out = (customer.channel_preferences or {}).get(category) == "none" and override is None
     if override is not None:
@@ -211,7 +228,7 @@ def choose(session: Session, *, settings: Settings, customer: Customer, category
     if opted_out:
         blocks = dict.fromkeys(channels, f"the customer asked for no {category!r} letters")
     elif category in categories(settings.marketing_categories):
-        blocks = _marketing_blocks(session, settings, customer, channels, now, pending)
+        blocks = _marketing_blocks(session, settings, customer, category, channels, now, pending)
         if linked is not None and notes.get(PORTAL) == portal_reason(linked):  # the link's row shares its fate
             if linked in blocks:
                 blocks[PORTAL] = f"the {linked} message it was added for is suppressed"

@@ -275,10 +275,49 @@ def test_the_marketing_cap_suppresses_with_the_reason(people, template, monkeypa
     assert _rows(first.id)["print"].state == "queued"
     row = _rows(second.id)["print"]
     assert row.state == "suppressed"
-    assert row.reason == "marketing cap reached: 1 marketing letters in the last 30 days (limit 1)"
+    assert row.reason == "marketing cap reached: 1 'marketing' letters in the last 30 days (limit 1)"
     assert _status(second.id) == "done"
     transactional = _letter(people["author"], customer_id)  # exempt
     assert _rows(transactional.id)["print"].state == "queued"
+
+
+@pytest.mark.smtp
+def test_consent_withdrawn_before_the_send_suppresses_the_queued_message(people, template, smtp) -> None:  # noqa: ANN001, F811
+    admin = people["admin"]
+    customer_id = customer(admin, "C-9", email="ada@example.com", channel_preferences={"marketing": "email"})
+    with transaction() as s:
+        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-email", granted=True,
+                               source="web form")
+    letter = _letter(people["author"], customer_id, category="marketing")
+    assert _rows(letter.id)["email"].state == "queued"
+    with transaction() as s:
+        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-email",
+                               granted=False, source="unsubscribe link")
+    output.dispatch_due()
+    row = _rows(letter.id)["email"]
+    assert (row.state, row.reason) == ("suppressed", "marketing consent for email withdrawn before the letter was sent")
+    assert smtp.messages == []
+    assert _status(letter.id) == "done"
+    transactional = _letter(people["author"], customer_id, channel="email")  # consent is only for marketing
+    output.dispatch_due()
+    assert _rows(transactional.id)["email"].state == "sent" and len(smtp.messages) == 1
+
+
+def test_each_marketing_category_has_its_own_cap(people, template, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("POSTROOM_MARKETING_CATEGORIES", "marketing,offers")
+    monkeypatch.setenv("POSTROOM_MARKETING_CAP", "Offers=1/7; 2/30")
+    get_settings.cache_clear()
+    customer_id = customer(people["admin"], "C-1")
+    with transaction() as s:
+        service.record_consent(s, actor=people["admin"].user, customer_id=customer_id, purpose="marketing",
+                               granted=True, source="web form")
+    offers = [_letter(people["author"], customer_id, category="offers") for _ in range(2)]
+    newsletters = [_letter(people["author"], customer_id, category="marketing") for _ in range(3)]
+    assert [_rows(x.id)["print"].state for x in offers] == ["queued", "suppressed"]
+    assert _rows(offers[1].id)["print"].reason == "marketing cap reached: 1 'offers' letters in the last 7 days " \
+                                                  "(limit 1)"
+    # The offer sent does not count against the other category's cap of 2.
+    assert [_rows(x.id)["print"].state for x in newsletters] == ["queued", "queued", "suppressed"]
 
 
 @pytest.mark.smtp
