@@ -1,6 +1,11 @@
-"""Reading CSV (with a header row) and JSON Lines files record by record, in bounded memory: `RecordFile`
-reads one row at a time and `chunks` hands them out in lists, so a file of any length works. Customer imports
-(repository.customer_import) and letter batches (output) build on it."""
+"""Reading CSV (with a header row), JSON Lines and JSON array files record by record, in bounded memory:
+`RecordFile` reads one row at a time and `chunks` hands them out in lists, so a file of any length works.
+Customer imports (repository.customer_import) and letter batches (output) build on it.
+
+A JSON array is read with ijson, one element at a time; its rows are numbered by position (1 = the first
+element). Unlike a CSV or JSON Lines file, whose lines stand alone, an array that breaks off or stops being JSON
+part-way has no trustworthy rows after the break, so the whole file is checked first and refused (422, with the
+byte offset) rather than half-used."""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import json
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+import ijson
+
 from repository.errors import InvalidInputError, UnsupportedMediaTypeError
 
 MAX_LINE = 1024 * 1024
@@ -18,19 +25,22 @@ HEAD = 64 * 1024
 _MEDIA_TYPES = {"text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "jsonl",
                 "application/jsonl": "jsonl", "application/x-jsonlines": "jsonl", "application/json-lines": "jsonl",
                 "application/json": "jsonl"}
+FORMATS = ("csv", "jsonl", "json")
 
 
 def detect_format(head: bytes, *, filename: str | None = None, media_type: str | None = None) -> str:
-    """"csv" or "jsonl": from the file name, else the media type, else the first character."""
+    """"csv", "jsonl" or "json" (an array of objects): from the file name, else the media type, else the first
+    character; JSON that starts with "[" is an array whatever it is called."""
+    first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
     name = (filename or "").lower()
     if name.endswith(".csv"):
         return "csv"
     if name.endswith((".jsonl", ".ndjson", ".json")):
-        return "jsonl"
+        return "json" if first == b"[" else "jsonl"
     declared = (media_type or "").split(";")[0].strip().lower()
     if declared in _MEDIA_TYPES:
-        return _MEDIA_TYPES[declared]
-    return "jsonl" if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") else "csv"
+        return "json" if _MEDIA_TYPES[declared] == "jsonl" and first == b"[" else _MEDIA_TYPES[declared]
+    return {b"{": "jsonl", b"[": "json"}.get(first, "csv")
 
 
 def check_text(head: bytes) -> None:
@@ -63,9 +73,11 @@ class RecordFile:
         if not head.strip(b"\xef\xbb\xbf \t\r\n"):
             raise InvalidInputError("the file is empty", field="file")
         check_text(head)
-        if fmt is not None and fmt not in ("csv", "jsonl"):
-            raise InvalidInputError(f"unknown format {fmt!r}; use csv or jsonl", field="format")
+        if fmt is not None and fmt not in FORMATS:
+            raise InvalidInputError(f"unknown format {fmt!r}; use {', '.join(FORMATS)}", field="format")
         self.format = fmt or detect_format(head, filename=filename, media_type=media_type)
+        if self.format == "json":
+            self._check_array()
         self._lines = self._physical_lines()
         self._bad: dict[int, str] = {}
         self._line = 0
@@ -159,8 +171,45 @@ class RecordFile:
         raise NotImplementedError
 
     def rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(line number, fields) for every row; a row that cannot be read is what `bad_row` makes of it."""
+        """(line number, or position in a JSON array, and fields) for every row; a row that cannot be read is what
+        `bad_row` makes of it."""
+        if self.format == "json":
+            return self._array_rows()
         return self._csv_rows() if self.format == "csv" else self._jsonl_rows()
+
+    def _check_array(self) -> None:
+        """InvalidInputError unless the whole file is one well-formed JSON array (read through, not kept)."""
+        depth, seen_array = 0, False
+        self.stream.seek(self._body_start())
+        try:
+            for _prefix, event, _value in ijson.parse(self.stream, use_float=True):
+                if depth == 0 and event not in ("start_array", "end_array"):
+                    raise InvalidInputError("the file is JSON but not an array of objects", field="file")
+                seen_array = seen_array or event == "start_array"
+                depth += event in ("start_array", "start_map")
+                depth -= event in ("end_array", "end_map")
+        except ijson.JSONError as exc:
+            where = f" near byte {self.stream.tell():,}" if self.stream.seekable() else ""
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0].strip()
+            raise InvalidInputError(f"the file is not a well-formed JSON array{where}: {reason}; nothing was read "
+                                    "from it", field="file") from None
+        finally:
+            self.stream.seek(0)
+        if not seen_array:
+            raise InvalidInputError("the file is JSON but not an array of objects", field="file")
+
+    def _body_start(self) -> int:
+        """Where the JSON starts: after a UTF-8 byte order mark, which the JSON parser does not take."""
+        self.stream.seek(0)
+        return len(codecs.BOM_UTF8) if self.stream.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8 else 0
+
+    def _array_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        self.stream.seek(self._body_start())
+        for position, obj in enumerate(ijson.items(_Counted(self.stream, self), "item", use_float=True), 1):
+            if not isinstance(obj, dict):
+                yield position, self.bad_row("the element must be a JSON object")
+                continue
+            yield position, self.json_fields(obj)
 
     def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any]]]:
         header = self._header
@@ -195,6 +244,18 @@ class RecordFile:
                 yield lineno, self.bad_row("the line must be a JSON object")
                 continue
             yield lineno, self.json_fields(obj)
+
+
+class _Counted:
+    """The stream as ijson reads it, adding what it reads to the file's bytes_read (for progress)."""
+
+    def __init__(self, stream: BinaryIO, owner: RecordFile) -> None:
+        self.stream, self.owner = stream, owner
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.owner.bytes_read += len(data)
+        return data
 
 
 def chunks(source: RecordFile, size: int) -> Iterator[list[tuple[int, dict[str, Any]]]]:

@@ -89,6 +89,19 @@ def test_an_uploaded_csv_is_one_batch_even_when_the_request_is_retried(client, p
     assert raw.status_code == 202 and raw.json()["rows_total"] == 2
 
 
+def test_an_uploaded_json_array_file_is_a_batch_and_a_broken_one_creates_nothing(client, people, template) -> None:  # noqa: ANN001
+    customer(people["admin"], "J-0")
+    rows = b'[{"customer_ref": "J-0", "balance": 10.5}, {"customer_ref": "J-404", "data": {"balance": 1}}]'
+    made = client.post(API, files={"file": ("rows.json", rows, "application/json")}, data={"template": "statement"},
+                       headers=people["author"].headers)
+    assert made.status_code == 202, made.text
+    assert made.json()["rows_total"] == 2
+    broken = client.post(API, files={"file": ("rows.json", rows[:-20], "application/json")},
+                         data={"template": "statement"}, headers=people["author"].headers)
+    assert_problem(broken, 422, "well-formed JSON array", "nothing was read")
+    assert _count(LetterBatch) == 1
+
+
 def test_bad_input_is_a_problem_and_creates_nothing(client, people, template) -> None:  # noqa: ANN001
     headers = people["author"].headers
     assert_problem(client.post(API, json={"template": "statement", "rows": []}, headers=headers), 422)

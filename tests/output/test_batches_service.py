@@ -15,6 +15,7 @@ from sqlalchemy import func, select, update
 from output.compose import read_metadata
 from output.models import Dispatch, Letter, LetterBatch, LetterBatchRow
 from output.service import batches
+from output.service.batches.intake import BAD
 from repository import audit, service
 from repository.db import transaction
 from repository.errors import InvalidInputError, PermissionDeniedError
@@ -133,14 +134,34 @@ def test_a_stopped_runner_is_resumed_by_another_and_no_row_gets_two_letters(peop
         assert (batch.rows_done, batch.rows_failed) == (10, 0)  # the kept letter is not counted twice
 
 
-def test_csv_columns_keep_their_case_and_a_json_array_file_is_refused(people, template) -> None:  # noqa: ANN001
+def test_csv_columns_keep_their_case(people, template) -> None:  # noqa: ANN001
     rows = batches.BatchFile(io.BytesIO(b"Customer_Ref,accountNumber,Address.City,balance\nC-1,12,Leeds,3.5\n"),
                              filename="r.csv", schema={"properties": {"accountNumber": {"type": "integer"},
                                                                       "balance": {"type": "number"}}}).rows()
     assert list(rows) == [(2, {"customer_ref": "C-1", "customer_id": None,
                                "data": {"accountNumber": 12, "Address": {"City": "Leeds"}, "balance": 3.5}})]
-    with pytest.raises(InvalidInputError, match="JSON array"):
-        batches.BatchFile(io.BytesIO(b'[{"customer_ref": "C-1"}]'), filename="r.json")
+
+
+def test_a_json_array_file_is_read_element_by_element(people, template) -> None:  # noqa: ANN001
+    raw = b'\xef\xbb\xbf [{"customer_ref": "C-1", "balance": 1.5},\n {"customer_id": "x", "data": {"balance": 2}},\n 7]'
+    for name, media_type in (("rows.json", None), ("upload", "application/json"), (None, None)):
+        source = batches.BatchFile(io.BytesIO(raw), filename=name, media_type=media_type)
+        assert source.format == "json"
+        assert list(source.rows()) == [
+            (1, {"customer_ref": "C-1", "customer_id": None, "data": {"balance": 1.5}}),
+            (2, {"customer_ref": None, "customer_id": "x", "data": {"balance": 2}}),
+            (3, {"customer_ref": None, BAD: "the element must be a JSON object"})]
+        assert source.bytes_read == len(raw) - 3  # progress counts what was read (the BOM aside)
+
+
+@pytest.mark.parametrize(("raw", "words"), [
+    (b'[{"customer_ref": "C-1"}, {"customer_ref": ', "near byte"),  # cut off: nothing after the break is trusted
+    (b'[{"customer_ref": "C-1"}] [', "well-formed"),
+    (b'[{"customer_ref": "C-1"}, {"customer_ref": "C-2",}]', "well-formed"),
+])
+def test_a_broken_json_array_is_refused_whole(people, template, raw, words) -> None:  # noqa: ANN001
+    with pytest.raises(InvalidInputError, match=words):
+        batches.BatchFile(io.BytesIO(raw), filename="rows.json")
 
 
 def test_a_runner_that_keeps_failing_pauses_the_batch_then_fails_it(people, template, monkeypatch) -> None:  # noqa: ANN001

@@ -94,17 +94,12 @@ def row_from_json(obj: Any) -> dict[str, Any]:
 
 
 class BatchFile(RecordFile):
-    """A CSV or JSON Lines file of batch rows (see the module's decisions)."""
+    """A CSV, JSON Lines or JSON array file of batch rows (see the module's decisions)."""
 
     key_column = "customer_ref"
 
     def __init__(self, stream: BinaryIO, *, schema: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.schema = schema or {}
-        head = stream.read(64)
-        stream.seek(0)
-        if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
-            raise InvalidInputError("the file is a JSON array: send its rows as JSON Lines (one object a line), or "
-                                    "as the JSON body {\"template\", \"rows\"}", field="file")
         super().__init__(stream, **kwargs)
 
     def normalise_header(self, name: str) -> str:
