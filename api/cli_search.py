@@ -39,6 +39,10 @@ def verify(show: Annotated[int, typer.Option(help="ids to list of each kind")] =
     for kind in ("missing", "stale", "extra"):
         ids = getattr(report, kind)
         console.print(f"{kind}: {len(ids)}" + (f"  {', '.join(ids[:show])}" if ids else ""))
+    if report.without_text:
+        counts = ", ".join(f"{status} {n}" for status, n in sorted(report.without_text.items()))
+        console.print(f"found by title and metadata only (no text extracted: {counts}): "
+                      f"{', '.join(report.without_text_ids[:show])}")
     if not report.ok:
         console.print("[red]the index does not match the repository; run `postroom reindex`[/red]")
         raise typer.Exit(1)

@@ -57,6 +57,8 @@ class Hit:
     score: float
     snippet: str
     title: str
+    text_status: str = "ok"  # filled from the database for the page shown (search.service)
+    text_error: str | None = None
 
 
 @dataclass

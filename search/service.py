@@ -4,6 +4,7 @@ against the repository, and the whole index rebuilt."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -113,13 +114,22 @@ def search(session: Session, *, actor: User, q: str | None = None, document_type
 
 
 def _still_readable(session: Session, actor: User, hits: list[Hit]) -> list[Hit]:
-    """Drop hits the index has not caught up with (trashed, destroyed, restricted since): never show them."""
+    """Drop hits the index has not caught up with (trashed, destroyed, restricted since): never show them. The
+    rest say how their text was extracted (a document whose text could not be read is found by its title and
+    metadata only)."""
     if not hits:
         return hits
-    rows = session.execute(select(Document.id, Document.state, Document.restricted).where(
-        Document.id.in_([h.document_id for h in hits]))).all()
-    allowed = {r.id for r in rows if r.state == "active" and (not r.restricted or can_see_restricted(actor))}
-    return [h for h in hits if h.document_id in allowed]
+    rows = session.execute(select(Document.id, Document.state, Document.restricted, SearchEntry.text_status,
+                                  SearchEntry.text_error)
+                           .outerjoin(SearchEntry, SearchEntry.document_id == Document.id)
+                           .where(Document.id.in_([h.document_id for h in hits]))).all()
+    allowed = {r.id: r for r in rows if r.state == "active" and (not r.restricted or can_see_restricted(actor))}
+    return [dataclasses.replace(h, text_status=allowed[h.document_id].text_status or h.text_status,
+                                text_error=allowed[h.document_id].text_error)
+            for h in hits if h.document_id in allowed]
+
+
+WITHOUT_TEXT = ("empty", "failed", "too_large", "unsupported")  # text statuses of documents found by metadata only
 
 
 @dataclass
@@ -131,6 +141,10 @@ class VerifyReport:
     stale: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     queued: int = 0
+    # Indexed by title and metadata only: how many per text status (empty, failed, too_large, unsupported), and
+    # which. Not an index fault (a reindex reads them the same way), so `ok` does not count them.
+    without_text: dict[str, int] = field(default_factory=dict)
+    without_text_ids: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -162,6 +176,12 @@ def verify(session: Session, *, limit: int = 1000) -> VerifyReport:
     report.extra = list(session.execute(
         select(SearchEntry.document_id).join(Document, joined).where(Document.state != "active").limit(limit)
     ).scalars())
+    textless = and_(Document.state == "active", SearchEntry.text_status.in_(WITHOUT_TEXT))
+    report.without_text = dict(session.execute(select(SearchEntry.text_status, func.count()).join(Document, joined)
+                                               .where(textless).group_by(SearchEntry.text_status)).all())
+    report.without_text_ids = list(session.execute(select(SearchEntry.document_id).join(Document, joined)
+                                                   .where(textless).order_by(SearchEntry.document_id)
+                                                   .limit(limit)).scalars())
     backend = get_backend()
     if not getattr(backend, "transactional", False):
         report.missing += _missing_in_backend(session, backend, limit - len(report.missing))

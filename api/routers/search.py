@@ -21,6 +21,10 @@ class HitOut(BaseModel):
     title: str
     score: float
     snippet: str  # HTML-escaped text with the matches in <mark>…</mark>
+    # How the text was read: ok, truncated (cut at the extraction limit), or found by title and metadata only:
+    # empty (no text, a scan), failed, too_large, unsupported; text_error says why.
+    text_status: str
+    text_error: str | None = None
 
 
 class SearchOut(BaseModel):
@@ -48,5 +52,6 @@ def search(request: Request, user: CurrentUser,
                               created_from=from_, created_to=to, meta=meta, sort=sort, cursor=cursor, limit=limit,
                               facets=facets)
     return SearchOut(total=page.total, facets=page.facets, next_cursor=page.next_cursor,
-                     hits=[HitOut(document_id=h.document_id, title=h.title, score=h.score, snippet=h.snippet)
+                     hits=[HitOut(document_id=h.document_id, title=h.title, score=h.score, snippet=h.snippet,
+                                  text_status=h.text_status, text_error=h.text_error)
                            for h in page.hits])
