@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from api.deps import CurrentUser
 from api.errors import register_error_mapping
 from api.idempotency import idempotent_create
-from api.routers.search import HitOut, SearchOut
+from api.routers.search import SearchOut, hit_out
 from records.models import LegalHold
 from records.service.holds import hold_counts
 from repository.db import transaction
@@ -51,11 +51,19 @@ class MatterIn(BaseModel):
 
 
 class MatterPatch(BaseModel):
-    """Changes to a matter: its description, its Bates prefix (before the first export), or closing it."""
+    """Changes to a matter: its name, description, custodians, customers, date range (null clears), its Bates
+    prefix (before the first export), or closing it."""
 
     model_config = ConfigDict(extra="forbid")
 
+    name: str | None = Field(None, min_length=1, max_length=200)
     description: str | None = Field(None, max_length=10_000)
+    custodians: list[Annotated[str, Field(min_length=1, max_length=150)]] | None = Field(
+        None, max_length=matters.MAX_LIST, description="staff usernames (replaces the list)")
+    customers: list[Id] | None = Field(None, max_length=matters.MAX_LIST,
+                                       description="customer ids (replaces the list)")
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
     status: Literal["open", "closed"] | None = None
     bates_prefix: str | None = None
     release_holds: bool = Field(False, description="with status=closed: release the matter's legal holds in force "
@@ -321,8 +329,8 @@ def read(matter_id: str, user: CurrentUser) -> dict:
 
 @router.patch("/{matter_id}", response_model=MatterDetailOut)
 def patch(matter_id: str, body: MatterPatch, user: CurrentUser) -> dict:
-    """Change the description or Bates prefix, or close the matter (409 once closed, and 409 while its legal
-    holds are in force unless release_holds releases them)."""
+    """Change the name, description, custodians, customers, date range or Bates prefix, or close the matter (409
+    once closed, and 409 while its legal holds are in force unless release_holds releases them)."""
     with transaction() as session:
         matter = matters.update_matter(session, actor=user, matter_id=matter_id,
                                        **body.model_dump(exclude_unset=True))
@@ -350,8 +358,7 @@ def run(matter_id: str, search_id: str, user: CurrentUser, body: RunIn | None = 
         page = matters.run_search(session, actor=user, matter_id=matter_id, search_id=search_id, sort=body.sort,
                                   cursor=body.cursor, limit=body.limit)
     return SearchOut(total=page.total, facets=page.facets, next_cursor=page.next_cursor,
-                     hits=[HitOut(document_id=h.document_id, title=h.title, score=h.score, snippet=h.snippet)
-                           for h in page.hits])
+                     hits=[hit_out(h) for h in page.hits])
 
 
 @router.post("/{matter_id}/holds", status_code=201, response_model=PlacedHoldOut)

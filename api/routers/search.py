@@ -10,6 +10,7 @@ from pydantic import AwareDatetime, BaseModel
 from api.deps import CurrentUser
 from repository.db import transaction
 from search import service
+from search.backend import Hit
 
 router = APIRouter(prefix="/api/v1", tags=["search"])
 
@@ -25,6 +26,12 @@ class HitOut(BaseModel):
     # empty (no text, a scan), failed, too_large, unsupported; text_error says why.
     text_status: str
     text_error: str | None = None
+
+
+def hit_out(hit: Hit) -> HitOut:
+    """The API shape of a hit."""
+    return HitOut(document_id=hit.document_id, title=hit.title, score=hit.score, snippet=hit.snippet,
+                  text_status=hit.text_status, text_error=hit.text_error)
 
 
 class SearchOut(BaseModel):
@@ -52,6 +59,4 @@ def search(request: Request, user: CurrentUser,
                               created_from=from_, created_to=to, meta=meta, sort=sort, cursor=cursor, limit=limit,
                               facets=facets)
     return SearchOut(total=page.total, facets=page.facets, next_cursor=page.next_cursor,
-                     hits=[HitOut(document_id=h.document_id, title=h.title, score=h.score, snippet=h.snippet,
-                                  text_status=h.text_status, text_error=h.text_error)
-                           for h in page.hits])
+                     hits=[hit_out(h) for h in page.hits])

@@ -196,15 +196,29 @@ def _close(session: Session, matter: Matter, actor: User, release_holds: bool, r
                    details={"released_holds": active, "release_reason": release_reason} if active else {})
 
 
-def update_matter(session: Session, *, actor: User, matter_id: str, description: Any = _UNSET,
+def update_matter(session: Session, *, actor: User, matter_id: str, name: Any = _UNSET, description: Any = _UNSET,
+                  custodians: Any = _UNSET, customers: Any = _UNSET, date_from: Any = _UNSET, date_to: Any = _UNSET,
                   status: Any = _UNSET, bates_prefix: Any = _UNSET, release_holds: bool = False,
                   release_reason: str | None = None) -> Matter:
-    """Change the description or Bates prefix (before the first export), or close the matter (for good; refused
-    while its legal holds are in force, unless `release_holds` releases them with `release_reason`)."""
+    """Change the name, description, custodians, customers, date range or Bates prefix (before the first export),
+    or close the matter (for good; refused while its legal holds are in force, unless `release_holds` releases
+    them with `release_reason`). Each change lands in the chain of custody with its old and new values."""
     matter = load(session, actor=actor, matter_id=matter_id, manage=True, lock=True)
     changes: dict[str, Any] = {}
+    if name is not _UNSET:
+        changes["name"] = _text(name, "name", 200)
     if description is not _UNSET:
         changes["description"] = _text(description, "description", 10_000, required=False)
+    if custodians is not _UNSET:
+        changes["custodians"] = _ids(session, custodians, "custodians", User, User.username)
+    if customers is not _UNSET:
+        changes["customers"] = _ids(session, customers, "customers", Customer, Customer.id)
+    for key, value in (("date_from", date_from), ("date_to", date_to)):
+        if value is not _UNSET:
+            if value is not None and not isinstance(value, dt.date):
+                raise InvalidInputError(f"{key} must be a date", field=key)
+            changes[key] = value
+    _range(changes.get("date_from", matter.date_from), changes.get("date_to", matter.date_to))
     if bates_prefix is not _UNSET:
         changes["bates_prefix"] = _prefix(bates_prefix, matter.name)
         if changes["bates_prefix"] != matter.bates_prefix and matter.next_bates > 1:
@@ -215,14 +229,17 @@ def update_matter(session: Session, *, actor: User, matter_id: str, description:
     if release_holds and status != CLOSED:
         raise InvalidInputError("release_holds goes with status=closed", field="release_holds")
     if not changes and status is _UNSET:
-        raise InvalidInputError("nothing to change: give description, bates_prefix or status", field="body")
+        raise InvalidInputError("nothing to change: give name, description, custodians, customers, date_from, "
+                                "date_to, bates_prefix or status", field="body")
     changes = {k: v for k, v in changes.items() if getattr(matter, k) != v}
     now = utcnow()
     if changes:
+        before = {key: getattr(matter, key) for key in changes}
         for key, value in changes.items():
             setattr(matter, key, value)
         matter.updated_at = now
-        custody.record(session, matter, actor=actor.username, action="updated", details=changes)
+        custody.record(session, matter, actor=actor.username, action="updated",
+                       details={**changes, "previous": before})
     if status == CLOSED:
         _close(session, matter, actor, release_holds, release_reason)
     return matter

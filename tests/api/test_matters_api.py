@@ -16,7 +16,7 @@ from sqlalchemy import update
 from repository.db import get_engine, transaction
 from search.matters import jobs
 from search.matters.models import MatterEvent
-from tests.api.helpers import API, assert_problem, create_document
+from tests.api.helpers import API, assert_problem, create_customer, create_document
 from tests.search.matters_support import parse_dat, parse_opt, pdf
 from tests.search.support import settle
 
@@ -235,6 +235,35 @@ def test_bad_input_is_a_problem_not_a_500(client, manager, documents) -> None:  
     assert_problem(client.get(f"{base}/custody?after=-1", headers=manager.headers), 422)
     assert [e["action"] for e in client.get(f"{base}/custody", headers=manager.headers).json()["events"]] == [
         "created", "search.added"]
+
+
+def test_a_matter_s_scope_can_change_and_each_change_is_in_its_custody(client, manager, make_user,  # noqa: ANN001
+                                                                       author) -> None:  # noqa: ANN001
+    customer = create_customer(client, make_user("root", "admin"))
+    matter = _open(client, manager, custodians=["alice"], date_from="2024-01-01")
+    base = f"{MATTERS}/{matter['id']}"
+    changed = client.patch(base, json={"name": "Smith v. Bank plc", "custodians": ["alice", "rita"],
+                                       "customers": [customer["id"]], "date_to": "2024-12-31"},
+                           headers=manager.headers)
+    assert changed.status_code == 200, changed.text
+    body = changed.json()
+    assert (body["name"], body["custodians"], body["customers"], body["date_from"], body["date_to"]) == \
+        ("Smith v. Bank plc", ["alice", "rita"], [customer["id"]], "2024-01-01", "2024-12-31")
+    cleared = client.patch(base, json={"date_from": None, "custodians": []}, headers=manager.headers).json()
+    assert (cleared["date_from"], cleared["custodians"]) == (None, [])
+    events = client.get(f"{base}/custody", headers=manager.headers).json()["events"]
+    assert [e["action"] for e in events] == ["created", "updated", "updated"]
+    assert events[1]["details"]["custodians"] == ["alice", "rita"]
+    assert events[1]["details"]["previous"]["custodians"] == ["alice"]
+    assert events[2]["details"]["previous"]["date_from"] == "2024-01-01"
+    # Bad changes are refused and change nothing.
+    assert_problem(client.patch(base, json={"custodians": ["ghost"]}, headers=manager.headers), 422, "ghost")
+    assert_problem(client.patch(base, json={"date_from": "2025-01-01"}, headers=manager.headers), 422, "date_to")
+    assert_problem(client.patch(base, json={"name": None}, headers=manager.headers), 422, "name")
+    assert_problem(client.patch(base, json={"customers": ["x" * 36]}, headers=manager.headers), 422)
+    assert_problem(client.patch(base, json={"name": "x"}, headers=author.headers), 404)
+    assert client.get(base, headers=manager.headers).json()["name"] == "Smith v. Bank plc"
+    assert len(client.get(f"{base}/custody", headers=manager.headers).json()["events"]) == 3
 
 
 def test_a_tampered_chain_of_custody_shows_in_the_matter(client, manager) -> None:  # noqa: ANN001
