@@ -39,6 +39,7 @@ from repository.service import current_consents
 
 MARKETING_CONSENT = "marketing"
 PORTAL = "portal"
+LINKING_CHANNELS = ("sms", "email")  # channels whose message may link to the portal instead of carrying the PDF
 
 
 @dataclass(frozen=True)

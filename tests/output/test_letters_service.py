@@ -345,6 +345,7 @@ def test_a_marketing_fallback_goes_only_where_the_customer_consented(people, tem
 
 @pytest.mark.smtp
 def test_a_marketing_sms_fallback_publishes_the_suppressed_portal_row_it_links_to(people, template, smtp,  # noqa: ANN001, F811
+                                                                                   sms_provider,  # noqa: F811
                                                                                    monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("POSTROOM_FALLBACK", "email>sms")
     get_settings.cache_clear()
@@ -362,6 +363,28 @@ def test_a_marketing_sms_fallback_publishes_the_suppressed_portal_row_it_links_t
     rows = _rows(letter.id)
     assert (rows["sms"].state, rows["portal"].state) == ("queued", "queued")  # the SMS's link leads to the letter
     assert rows["portal"].reason == "the sms message links to the portal inbox"
+    output.dispatch_due()  # no consent for the portal itself: the linked row goes with its SMS all the same
+    rows = _rows(letter.id)
+    assert (rows["sms"].state, rows["portal"].state) == ("sent", "delivered") and len(sms_provider.requests) == 1
+
+
+def test_sms_consent_withdrawn_before_the_send_suppresses_the_sms_and_its_portal_row(people, template,  # noqa: ANN001
+                                                                                     sms_provider) -> None:  # noqa: ANN001, F811
+    admin = people["admin"]
+    customer_id = customer(admin, "C-6", mobile="+447911123456", channel_preferences={"marketing": "sms"})
+    with transaction() as s:
+        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing", granted=True,
+                               source="web form")
+    letter = _letter(people["author"], customer_id, category="marketing")
+    assert {c: r.state for c, r in _rows(letter.id).items()} == {"sms": "queued", "portal": "queued"}
+    with transaction() as s:
+        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-sms",
+                               granted=False, source="STOP reply")
+    output.dispatch_due()
+    rows = _rows(letter.id)
+    assert (rows["sms"].state, rows["portal"].state) == ("suppressed", "suppressed")
+    assert rows["portal"].reason == "the sms message it was added for is suppressed"
+    assert sms_provider.requests == [] and _status(letter.id) == "done"
 
 
 # --- channel choice (no composition needed) ------------------------------------------------------------------
