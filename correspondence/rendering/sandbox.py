@@ -36,13 +36,16 @@ limit below fails with TemplateSecurityError (a 422), before the memory is taken
   `self.<block>()` (PIECE_COST more per piece). So a loop cannot grow a value round after round: a `namespace`
   attribute doubled in a loop is refused by `~` at 1 Mi, one grown a little each round by this budget.
 - `namespace()` attributes hold at most MAX_VALUE characters or items each.
-Not bounded: CPU time (a loop that prints nothing runs as long as it runs; range() stops at 100,000 items, and
-templates are approved by staff before letters are sent); the memory of parsing and compiling a template, which
-grows with its size (MAX_TEMPLATE_BYTES in the compiler), and list, tuple and dict literals, which hold only
-references and are as many as the template writes; the caller's data; the few times MAX_VALUE that one operation
-may take before its result is checked (escaping 1 Mi ampersands makes 5 Mi characters); and a batch as a whole
-(render_many holds up to MAX_OUTPUT per letter, times the number of letters, in memory unless it is given a file
-to write to).
+- Steps: every run of a block body (a loop round, an `if` branch taken, a macro or call block) counts against
+  MAX_STEPS (1,000,000) per letter, so a loop that prints nothing still stops: nested loops of 100,000 rounds
+  each are refused after a second or so instead of running for hours (message templates, which no approver reads
+  before they are sent, rely on this too).
+Not bounded: the CPU time of one step (what it can make is bounded by the limits above); the memory of parsing and
+compiling a template, which grows with its size (MAX_TEMPLATE_BYTES in the compiler), and list, tuple and dict
+literals, which hold only references and are as many as the template writes; the caller's data; the few times
+MAX_VALUE that one operation may take before its result is checked (escaping 1 Mi ampersands makes 5 Mi
+characters); and a batch as a whole (render_many holds up to MAX_OUTPUT per letter, times the number of letters, in
+memory unless it is given a file to write to).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from types import BuiltinMethodType, MethodType
 from typing import Any, NoReturn
 
 from jinja2 import ChainableUndefined, Undefined, nodes, pass_environment, pass_eval_context
-from jinja2.compiler import CodeGenerator, Frame, optimizeconst
+from jinja2.compiler import CodeGenerator, CompilerExit, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
 from jinja2.filters import (
     do_batch,
@@ -86,6 +89,7 @@ MAX_REPEAT = 100_000
 MAX_EXPONENT = 1_000
 MAX_WIDTH = 1_000
 MAX_INT_BITS = 65_536
+MAX_STEPS = 1_000_000
 PIECE_COST = 16  # what a piece of output or buffered text costs beyond its characters (the list slot holding it)
 _INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # %-formats with a width or precision of 4+ digits or from an argument (*); {}-formats with 4+ digits after the
@@ -310,7 +314,16 @@ def _counted(pieces: Iterable[str]) -> Iterator[str]:
 
 
 class LetterCodeGenerator(CodeGenerator):
-    """Jinja's code generator with counted buffers and `~` checked before it joins."""
+    """Jinja's code generator with counted buffers, counted block runs and `~` checked before it joins."""
+
+    def blockvisit(self, body: Iterable[nodes.Node], frame: Frame) -> None:
+        """Every block body starts by counting a step (MAX_STEPS), where Jinja writes `pass`."""
+        try:
+            self.writeline("environment.step()")
+            for node in body:
+                self.visit(node, frame)
+        except CompilerExit:
+            pass
 
     def buffer(self, frame: Frame) -> None:
         """Buffers count what is written to them (MAX_BUILT)."""
@@ -488,6 +501,15 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
             if total > MAX_VALUE:
                 raise _too_big("joining these values with ~")
         return _made(join(parts), "joining these values with ~")
+
+    def step(self) -> None:
+        """Count one run of a block body against MAX_STEPS for the letter being rendered."""
+        state = active_state()
+        if state is not None:
+            state.steps += 1
+            if state.steps > MAX_STEPS:
+                raise SecurityError(f"the template runs more than {MAX_STEPS:,} loop rounds, branches or macro calls "
+                                    "for one letter, more than the sandbox allows")
 
     def new_buffer(self) -> list[str]:
         """A counted buffer for compiled templates (see LetterCodeGenerator)."""

@@ -51,12 +51,13 @@ class RenderState:
     part: str = "word/document.xml"
     output: int = 0  # characters of XML rendered for the current letter (sandbox.MAX_OUTPUT)
     built: int = 0   # characters and items the template made for the current letter (sandbox.MAX_BUILT)
+    steps: int = 0   # block bodies run for the current letter (sandbox.MAX_STEPS)
     media: dict[bytes, Media] = field(default_factory=dict)
     rels: dict[str, dict[str, str]] = field(default_factory=dict)  # part -> media name -> rId
 
     def new_letter(self) -> None:
         """Start counting output and made values afresh (each letter of a batch has its own limits)."""
-        self.output = self.built = 0
+        self.output = self.built = self.steps = 0
 
     def rel_for(self, media: Media) -> str:
         """The relationship id of `media` from the part being rendered, created on first use."""

@@ -34,6 +34,13 @@ def test_letters_only_features_are_refused_when_compiled() -> None:
         compile_message("{{ customer.__init__ }}", part="subject")
 
 
+def test_a_message_that_loops_forever_is_stopped() -> None:
+    message = compile_message("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+                              part="subject")
+    with pytest.raises(TemplateSecurityError, match="loop rounds"):
+        render_message(message, {})
+
+
 def test_a_message_that_grows_too_big_is_stopped_where_it_grows() -> None:
     message = compile_message("{% for i in range(3000) %}{{ 'x' * 1000 }}{% endfor %}", part="text")
     with pytest.raises(TemplateSecurityError, match="longer than"):

@@ -64,6 +64,16 @@ def test_escapes_built_at_run_time_fail_when_rendered(payload: str) -> None:
     assert caught.value.extra["paragraph"] == payload
 
 
+def test_loops_that_print_nothing_still_stop() -> None:
+    payload = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}"
+    began = time.perf_counter()
+    with pytest.raises(TemplateSecurityError, match="loop rounds"):
+        render_one(compile_text("Dear customer,", payload), {})
+    assert time.perf_counter() - began < 10  # 10,000,000,000 rounds otherwise
+    many = render_one(compile_text("{% for a in range(1000) %}{% if a % 2 %}x{% endif %}{% endfor %}"), {})
+    assert "x" * 500 in text_of(many)  # ordinary loops are far below the limit
+
+
 @pytest.mark.parametrize("payload", HARMLESS)
 def test_unknown_globals_render_as_nothing(payload: str) -> None:
     out = render_one(compile_text("Before " + payload + " after"), {"x": 1})
