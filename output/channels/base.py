@@ -38,6 +38,7 @@ class Outgoing:
     sensitive: bool  # email carries the link instead of the PDF
     text_body: str
     html_body: str
+    message_source: str = ""  # what wrote the subject and bodies (a message template's revision, or built-in)
     # Called by a channel just before the step it cannot take back (SMTP's end of data), with the message's id;
     # False means the dispatcher no longer owns the send: abort it. See output/service/dispatch.py.
     commit_point: Callable[[str], bool] | None = None

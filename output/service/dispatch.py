@@ -185,7 +185,8 @@ def _outgoing(session: Session, settings: Settings, row: Dispatch) -> Outgoing:
         html += f'\n<img src="{escape(open_pixel_url(settings, letter.id, row.channel))}" width="1" height="1" alt="">'
     return Outgoing(letter_id=letter.id, channel=row.channel, idempotency_key=row.idempotency_key,
                     recipient=recipient, category=letter.category, subject=subject, pdf=pdf, portal_url=link,
-                    sensitive=sensitive, text_body=text, html_body=html)
+                    sensitive=sensitive, text_body=text, html_body=html,
+                    message_source=message.source if message else "")
 
 
 def _tracked(html: str, link: str, click: str) -> str:
@@ -267,7 +268,9 @@ def _give_up(session: Session, settings: Settings, row: Dispatch, letter: Letter
     fall_back(session, settings=settings, row=row, letter=letter, why=detail)
 
 
-def _record(engine: Engine, settings: Settings, dispatch_id: str, action: str, result: SendResult | None) -> None:
+def _record(engine: Engine, settings: Settings, dispatch_id: str, action: str, result: SendResult | None,
+            message: str = "") -> None:
+    """Settle a send or poll in the ledger; `message` (what wrote the message sent) goes on the sent event."""
     if result is not None and result.status == TAKEN_OVER:
         return  # the other dispatcher handed the message over and records the outcome
     with transaction(engine) as session:
@@ -297,7 +300,7 @@ def _record(engine: Engine, settings: Settings, dispatch_id: str, action: str, r
                 row.state, row.sent_at = SENT, now
                 row.next_attempt_at = (now + dt.timedelta(seconds=settings.dispatch_check_interval_seconds)
                                        if row.channel in POLLED else None)
-                add_event(session, row, letter, SENT, result.detail)
+                add_event(session, row, letter, SENT, "; ".join(p for p in (result.detail, message) if p))
             elif result.retryable and row.attempts < settings.dispatch_max_attempts:
                 row.state, row.last_error = QUEUED, result.detail[:4000]
                 row.next_attempt_at = now + _backoff(settings, row.attempts)
@@ -312,7 +315,8 @@ def _record(engine: Engine, settings: Settings, dispatch_id: str, action: str, r
         audit.record(session, actor=ACTOR, action=f"letter.dispatch_{row.state}", object_type="dispatch",
                      object_id=row.id, details={"letter_id": letter.id, "channel": row.channel,
                                                 "attempts": row.attempts, "provider_ref": row.provider_ref,
-                                                "detail": (result.detail if result else "")[:500]})
+                                                "detail": (result.detail if result else "")[:500],
+                                                **({"message": message} if message else {})})
 
 
 def _settle_destroyed(engine: Engine, dispatch_id: str) -> None:
@@ -399,7 +403,8 @@ def _work(engine: Engine, settings: Settings, dispatch_id: str, action: str) -> 
         result: SendResult | None = failed("the row has no provider reference to poll", retryable=False)
     else:
         result = _call(settings, channel, action, payload)
-    _record(engine, settings, dispatch_id, action, result)
+    _record(engine, settings, dispatch_id, action, result,
+            message=payload.message_source if isinstance(payload, Outgoing) else "")
 
 
 def dispatch_due(engine: Engine | None = None, *, limit: int = 20, settings: Settings | None = None) -> int:

@@ -19,6 +19,7 @@ Decisions:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import html as html_lib
@@ -73,12 +74,13 @@ class MessageTemplateNotFoundError(NotFoundError):
 
 @dataclass(frozen=True)
 class RenderedMessage:
-    """A message ready for its channel; `template_id` is None for the built-in wording."""
+    """A message ready for its channel; `template_id` is None for the built-in wording, `source` says which."""
 
     subject: str
     text: str
     html: str
     template_id: str | None = None
+    source: str = "built-in wording"  # what wrote it, for the ledger's sent event and the audit trail
 
 
 # -- managing templates -------------------------------------------------------------------------------------
@@ -148,7 +150,7 @@ def create_message_template(session: Session, *, actor: User, channel: str, cate
                             updated_at=now)
     session.add(found)
     session.flush()
-    _record(session, actor, names.MESSAGE_TEMPLATE_CREATED, found)
+    _record(session, actor, names.MESSAGE_TEMPLATE_CREATED, found, parts=_parts_of(found))
     return found
 
 
@@ -162,12 +164,17 @@ def update_message_template(session: Session, *, actor: User, template_id: str, 
                                 "for another channel, category or locale create a template", field=unknown[0])
     current = {name: getattr(found, name) for name in ("channel", "category", "locale", *_PARTS)}
     fields = _checked(**{**current, **changes})
-    for name in _PARTS:
-        setattr(found, name, fields[name])
+    changed = {name: fields[name] for name in _PARTS if fields[name] != current[name]}
+    if not changed:
+        return found  # nothing new: no revision, no trail
+    for name, value in changed.items():
+        setattr(found, name, value)
     found.revision += 1
     found.updated_by, found.updated_at = actor.id, utcnow()
     session.flush()
-    _record(session, actor, names.MESSAGE_TEMPLATE_UPDATED, found, changed=sorted(changes))
+    # The trail keeps every wording a template had, so what a customer was sent can be read back by revision.
+    _record(session, actor, names.MESSAGE_TEMPLATE_UPDATED, found, changed=changed,
+            previous={name: current[name] for name in changed})
     return found
 
 
@@ -175,7 +182,7 @@ def delete_message_template(session: Session, *, actor: User, template_id: str,
                             expected_revision: int | None = None) -> None:
     """Delete a template: its letters go back to the next one that covers them, or the built-in wording."""
     found = _to_change(session, actor, template_id, expected_revision, "delete message templates")
-    _record(session, actor, names.MESSAGE_TEMPLATE_DELETED, found)
+    _record(session, actor, names.MESSAGE_TEMPLATE_DELETED, found, previous=_parts_of(found))
     session.delete(found)
     session.flush()
 
@@ -216,13 +223,17 @@ def message_for(session: Session, *, letter: Letter, customer: Customer, channel
     context = message_context(letter, customer, channel=channel, link=link, sensitive=sensitive)
     locale = customer.locale or ""
     chosen = _choose(session, channel=channel, category=letter.category, locale=locale)
+    source = "built-in wording"
     if chosen is not None:
         try:
-            return _render(_parts_of(chosen), context, locale=locale, template_id=chosen.id)
+            rendered = _render(_parts_of(chosen), context, locale=locale, template_id=chosen.id)
+            return dataclasses.replace(rendered, source=f"message template {chosen.id} revision {chosen.revision}")
         except RepositoryError as exc:  # the template failed on this letter's values: send the built-in wording
             log.warning("message template %s failed for letter %s (%s); the built-in wording is sent instead",
                         chosen.id, letter.id, exc.detail)
-    return _render(DEFAULTS[channel], context, locale=locale, template_id=None)
+            source = f"built-in wording (message template {chosen.id} revision {chosen.revision} failed: " \
+                     f"{exc.detail[:200]})"
+    return dataclasses.replace(_render(DEFAULTS[channel], context, locale=locale, template_id=None), source=source)
 
 
 def _choose(session: Session, *, channel: str, category: str, locale: str) -> MessageTemplate | None:
@@ -303,9 +314,10 @@ def _sample_context(channel: str, category: str, sensitive: bool) -> dict[str, A
                        "template_version": "1.0", "pages": 1, "created_at": dt.datetime.now(dt.UTC)}}
 
 
-def _record(session: Session, actor: User, action: str, found: MessageTemplate, **more: Any) -> None:
-    details = {"channel": found.channel, "category": found.category, "locale": found.locale,
-               "revision": found.revision, **more}
+def _record(session: Session, actor: User, action: str, found: MessageTemplate, **texts: Any) -> None:
+    """Audit the change with the texts it made or removed; the outbox event names the template and scope only."""
+    scope = {"channel": found.channel, "category": found.category, "locale": found.locale,
+             "revision": found.revision}
     audit.record(session, actor=actor.username, action=action, object_type="message_template", object_id=found.id,
-                 details=details)
-    events.emit(session, action, {"message_template_id": found.id, **details})
+                 details={**scope, **texts})
+    events.emit(session, action, {"message_template_id": found.id, **scope})

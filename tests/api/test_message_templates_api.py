@@ -44,9 +44,15 @@ def test_an_author_creates_reads_changes_and_deletes_a_template(client, author) 
     assert client.delete(f"{URL}/{made['id']}", headers={**author.headers, "If-Match": '"2"'}).status_code == 204
     assert_problem(client.get(f"{URL}/{made['id']}", headers=author.headers), 404)
     with transaction(readonly=True) as s:
-        actions = s.execute(select(AuditEntry.action).where(AuditEntry.object_id == made["id"])
-                            .order_by(AuditEntry.seq)).scalars().all()
-    assert actions == ["message_template.created", "message_template.updated", "message_template.deleted"]
+        trail = s.execute(select(AuditEntry.action, AuditEntry.details).where(AuditEntry.object_id == made["id"])
+                          .order_by(AuditEntry.seq)).all()
+    assert [action for action, _d in trail] == ["message_template.created", "message_template.updated",
+                                                "message_template.deleted"]
+    # Every wording the template had can be read back from the trail.
+    assert trail[0].details["parts"]["subject"] == EMAIL["subject"]
+    assert trail[1].details["previous"] == {"html_body": None}
+    assert trail[1].details["changed"] == {"html_body": "<p>{{ customer.name }}</p>"}
+    assert trail[2].details["previous"]["html_body"] == "<p>{{ customer.name }}</p>"
 
 
 def test_one_template_per_channel_category_and_locale(client, author) -> None:  # noqa: ANN001

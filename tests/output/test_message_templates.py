@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from output import service as output
-from output.models import Dispatch
+from output.models import DeliveryEvent, Dispatch
 from output.service import messages
 from repository.config import get_settings
 from repository.db import transaction
@@ -48,6 +48,12 @@ def _received(recorder) -> EmailMessage:  # noqa: ANN001
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
+def _sent_detail(letter_id: str) -> str:
+    with transaction(readonly=True) as s:
+        return s.execute(select(DeliveryEvent.detail).where(DeliveryEvent.letter_id == letter_id,
+                                                            DeliveryEvent.kind == "sent")).scalar_one()
+
+
 def _plain(message: EmailMessage) -> str:
     return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
@@ -56,9 +62,11 @@ def _plain(message: EmailMessage) -> str:
 def test_the_email_is_written_by_the_most_specific_template(people, smtp) -> None:  # noqa: ANN001, F811
     author = people["author"]
     _template(author, channel="email", subject="General {{ letter.reference }}", text_body="General text")
-    _template(author, channel="email", category="statement", subject="Statement for {{ customer.name }}",
-              text_body="{{ customer.salutation }},\n\nyour statement {{ letter.reference }} is attached.",
-              html_body="<p>Hello <b>{{ customer.name }}</b>, statement {{ letter.reference }}.</p>")
+    statement_id = _template(author, channel="email", category="statement",
+                             subject="Statement for {{ customer.name }}",
+                             text_body="{{ customer.salutation }},\n\nyour statement {{ letter.reference }} is "
+                                       "attached.",
+                             html_body="<p>Hello <b>{{ customer.name }}</b>, statement {{ letter.reference }}.</p>")
     _template(author, channel="email", category="statement", locale="de",
               subject="Ihr Kontoauszug {{ letter.reference }}", text_body="Guten Tag {{ customer.name }}")
     customer_id = customer(people["admin"], "C-1", name="Ada <Lovelace>", email="ada@example.com",
@@ -75,6 +83,8 @@ def test_the_email_is_written_by_the_most_specific_template(people, smtp) -> Non
     assert f"<p>Hello <b>Ada &lt;Lovelace&gt;</b>, statement {reference}.</p>" in page
     [attachment] = message.iter_attachments()
     assert attachment.get_content() == PDF
+    # The ledger says which template revision wrote what the customer got.
+    assert f"message template {statement_id} revision 1" in _sent_detail(letter_id)
 
 
 @pytest.mark.smtp
@@ -148,6 +158,8 @@ def test_a_template_failing_on_a_letter_sends_the_built_in_wording(people, smtp)
     assert message["Subject"] == f"Your letter {reference}"
     assert "please find your letter" in _plain(message)
     assert row.state == "sent"
+    assert "built-in wording (message template" in _sent_detail(letter_id)
+    assert "failed: the subject could not be rendered: division by zero" in _sent_detail(letter_id)
 
 
 @pytest.mark.smtp
