@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.utils import formataddr, formatdate, parseaddr
+from html.parser import HTMLParser
 from urllib.parse import quote
 
 from pydantic import SecretStr
@@ -47,9 +48,26 @@ def letter_id_from_message_id(message_id: str) -> str | None:
     return tag
 
 
-def _links_to(page: str, url: str) -> bool:
-    """True when the HTML shows `url`, or links to it through a redirect that carries it (click tracking)."""
-    return html.escape(url) in page or quote(url, safe="") in page
+class _Links(HTMLParser):
+    """The href of every <a> in an HTML body."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs += [value for name, value in attrs if name == "href" and value]
+
+
+def links_to(page: str, url: str) -> bool:
+    """True when the HTML has a link (<a href>) to `url`, or to a redirect that carries it (click tracking); the
+    URL in a comment, an attribute or hidden text does not count."""
+    parser = _Links()
+    parser.feed(page)
+    parser.close()
+    carried = quote(url, safe="")
+    return any(href == url or carried in href for href in parser.hrefs)
 
 
 class EmailChannel:
@@ -84,7 +102,7 @@ class EmailChannel:
         text_body, html_body = message.text_body, message.html_body
         if message.sensitive and message.portal_url and message.portal_url not in text_body:
             text_body = f"{text_body.rstrip()}\n\n{message.portal_url}\n"
-        if message.sensitive and message.portal_url and not _links_to(html_body, message.portal_url):
+        if message.sensitive and message.portal_url and not links_to(html_body, message.portal_url):
             link = html.escape(message.portal_url)
             html_body = f'{html_body}\n<p><a href="{link}">{link}</a></p>\n'
         msg = EmailMessage()

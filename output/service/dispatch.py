@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import re
 import threading
 from collections.abc import Callable
 from html import escape
@@ -178,8 +179,6 @@ def _outgoing(session: Session, settings: Settings, row: Dispatch) -> Outgoing:
     message = messages.message_for(session, letter=letter, customer=customer, channel=row.channel, link=link,
                                    sensitive=sensitive) if row.channel in messages.CHANNELS else None
     subject, text, html = (message.subject, message.text, message.html) if message else ("", "", "")
-    if row.channel == "sms":
-        text = text.replace(link, " ")  # the SMS channel ends every text with the link, never cut
     if row.channel == "email" and settings.tracking_secret.get_secret_value():
         html = _tracked(html, link, click_url(settings, letter.id, row.channel, link))
         html += f'\n<img src="{escape(open_pixel_url(settings, letter.id, row.channel))}" width="1" height="1" alt="">'
@@ -190,11 +189,11 @@ def _outgoing(session: Session, settings: Settings, row: Dispatch) -> Outgoing:
 
 
 def _tracked(html: str, link: str, click: str) -> str:
-    """The HTML with its portal links going through the click-tracking redirect (a bare link made a link)."""
+    """The HTML with its links to the portal going through the click-tracking redirect (hrefs only: the link's
+    text, attributes and comments stay as they are)."""
     plain, tracked = escape(link), escape(click)
-    if f'href="{plain}"' in html:
-        return html.replace(f'href="{plain}"', f'href="{tracked}"')
-    return html.replace(plain, f'<a href="{tracked}">{plain}</a>')
+    return re.sub(rf"""(\bhref\s*=\s*)(["']){re.escape(plain)}\2""", lambda m: f"{m[1]}{m[2]}{tracked}{m[2]}", html,
+                  flags=re.IGNORECASE)
 
 
 def _call(settings: Settings, row_channel: str, action: str, payload: Outgoing | str) -> SendResult | None:

@@ -24,6 +24,7 @@ import datetime as dt
 import functools
 import html as html_lib
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -261,17 +262,27 @@ def _compiled(part: str, source: str, html: bool) -> CompiledMessage:
 
 def _render(parts: dict[str, str | None], context: dict[str, Any], *, locale: str | None,
             template_id: str | None) -> RenderedMessage:
+    link = context.get("portal_url") or ""
     subject = render_message(_compiled("subject", parts["subject"] or "", False), context, locale=locale)
     text = render_message(_compiled("text", parts["text_body"] or "", False), context, locale=locale)
+    if context.get("channel") == "sms" and link:
+        # The SMS channel ends every text with the link, never shortened: out of the text goes the template's
+        # copy, with anything stuck to it (a query string, a full stop).
+        text = re.sub(re.escape(link) + r"\S*", " ", text)
     source = parts["html_body"]
-    page = render_message(_compiled("html", source, True), context, locale=locale) if source else _html_of(text)
+    page = render_message(_compiled("html", source, True), context, locale=locale) if source else \
+        _html_of(text, link)
     return RenderedMessage(subject=" ".join(subject.split())[:SUBJECT_CHARS], text=text, html=page,
                            template_id=template_id)
 
 
-def _html_of(text: str) -> str:
-    """The text body as HTML paragraphs (for a template without an HTML body)."""
-    return "<p>" + html_lib.escape(text).replace("\n\n", "</p><p>").replace("\n", "<br>") + "</p>"
+def _html_of(text: str, link: str) -> str:
+    """The text body as HTML paragraphs, the portal link a link (for a template without an HTML body)."""
+    page = "<p>" + html_lib.escape(text).replace("\n\n", "</p><p>").replace("\n", "<br>") + "</p>"
+    if link:
+        shown = html_lib.escape(link)
+        page = page.replace(shown, f'<a href="{shown}">{shown}</a>')
+    return page
 
 
 def _scope(fields: dict[str, Any]) -> str:

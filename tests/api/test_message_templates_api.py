@@ -111,7 +111,18 @@ def test_who_may_see_and_change_templates(client, author, make_user) -> None:  #
     assert client.get(URL, headers=outsider.headers).json() == []
     assert_problem(client.patch(f"{URL}/{made['id']}", json={"subject": "x"}, headers=outsider.headers), 404)
     assert_problem(client.get(f"{URL}/{made['id']}/preview", headers=outsider.headers), 404)
+    assert_problem(client.post(URL, json={**EMAIL, "locale": "de"}, headers=outsider.headers), 404)
+    assert_problem(client.delete(f"{URL}/{made['id']}", headers=outsider.headers), 404)
     assert client.get(f"{URL}/{made['id']}", headers=author.headers).json()["subject"] == EMAIL["subject"]
+
+
+def test_an_sms_preview_shows_the_text_the_provider_gets_before_its_link(client, author) -> None:  # noqa: ANN001
+    made = _create(client, author, channel="sms", subject="",
+                   text_body="New letter {{ letter.reference }}: {{ portal_url }}?src=sms. Thanks")
+    shown = client.get(f"{URL}/{made['id']}/preview", headers=author.headers)
+    assert shown.status_code == 200, shown.text
+    # The channel appends the link itself, so the template's copy (and what stuck to it) is taken out.
+    assert shown.json()["text"] == "New letter L-SAMPLE-0001:   Thanks"
 
 
 def test_preview_with_a_sample_or_a_real_letter(client, author, make_user) -> None:  # noqa: ANN001

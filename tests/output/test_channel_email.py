@@ -152,6 +152,18 @@ def test_sensitive_letter_carries_the_portal_link_and_no_attachment(smtp) -> Non
     assert 'href="https://portal.example.test/letters/0f1e2d3c"' in msg.get_body(("html",)).get_content()
 
 
+@pytest.mark.parametrize("hidden", [
+    '<p>Read it online.</p><!-- https://portal.example.test/letters/0f1e2d3c -->',
+    '<p>Read it <span style="display:none">https://portal.example.test/letters/0f1e2d3c</span></p>',
+    '<p><img alt="https://portal.example.test/letters/0f1e2d3c" src="cid:x"></p>',
+])
+def test_a_sensitive_email_whose_html_only_hides_the_link_gets_a_real_link(hidden: str) -> None:
+    channel = get_channel("email", _settings(smtp_host="127.0.0.1", smtp_port=_free_port()))
+    page = channel.build(Outgoing(**{**_letter(sensitive=True).__dict__, "html_body": hidden})) \
+        .get_body(("html",)).get_content()
+    assert '<a href="https://portal.example.test/letters/0f1e2d3c">' in page
+
+
 def test_a_retry_carries_the_same_message_id(smtp) -> None:  # noqa: ANN001
     recorder, port = smtp
     channel = get_channel("email", _settings(smtp_host="127.0.0.1", smtp_port=port))
