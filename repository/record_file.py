@@ -22,6 +22,8 @@ from repository.errors import InvalidInputError, UnsupportedMediaTypeError
 
 MAX_LINE = 1024 * 1024
 HEAD = 64 * 1024
+MAX_ELEMENT_EVENTS = 100_000  # values (and starts and ends of objects and lists) in one JSON array element
+_ELEMENT_BYTES = MAX_LINE + 64 * 1024  # the parser reads ahead in 64 KiB buffers: positions are that exact
 _MEDIA_TYPES = {"text/csv": "csv", "application/csv": "csv", "application/x-ndjson": "jsonl",
                 "application/jsonl": "jsonl", "application/x-jsonlines": "jsonl", "application/json-lines": "jsonl",
                 "application/json": "jsonl"}
@@ -178,14 +180,23 @@ class RecordFile:
         return self._csv_rows() if self.format == "csv" else self._jsonl_rows()
 
     def _check_array(self) -> None:
-        """InvalidInputError unless the whole file is one well-formed JSON array (read through, not kept)."""
-        depth, seen_array = 0, False
+        """InvalidInputError unless the whole file is one well-formed JSON array whose elements are each at most
+        MAX_LINE bytes and MAX_ELEMENT_EVENTS values (read through, not kept: ijson builds each element whole when
+        the rows are read, so the check bounds that memory as MAX_LINE bounds a JSON Lines row)."""
+        depth, seen_array, position, started, values = 0, False, 0, 0, 0
         self.stream.seek(self._body_start())
         try:
             for _prefix, event, _value in ijson.parse(self.stream, use_float=True):
                 if depth == 0 and event not in ("start_array", "end_array"):
                     raise InvalidInputError("the file is JSON but not an array of objects", field="file")
                 seen_array = seen_array or event == "start_array"
+                if depth == 1 and event != "end_array":  # an element starts
+                    position, started, values = position + 1, self.stream.tell(), 0
+                values += 1
+                if depth >= 1 and (values > MAX_ELEMENT_EVENTS or self.stream.tell() - started > _ELEMENT_BYTES):
+                    raise InvalidInputError(f"element {position} of the array is larger than {MAX_LINE // 1024} KiB "
+                                            f"or {MAX_ELEMENT_EVENTS:,} values; nothing was read from the file",
+                                            field="file")
                 depth += event in ("start_array", "start_map")
                 depth -= event in ("end_array", "end_map")
         except ijson.JSONError as exc:

@@ -158,6 +158,9 @@ def test_a_json_array_file_is_read_element_by_element(people, template) -> None:
     (b'[{"customer_ref": "C-1"}, {"customer_ref": ', "near byte"),  # cut off: nothing after the break is trusted
     (b'[{"customer_ref": "C-1"}] [', "well-formed"),
     (b'[{"customer_ref": "C-1"}, {"customer_ref": "C-2",}]', "well-formed"),
+    # One element that would take gigabytes once built, and one longer than a JSON Lines row may be.
+    (b'[{"customer_ref": "C-1"}, {"data": [' + b"[]," * 200_000 + b'[]]}]', "element 2 of the array is larger"),
+    (b'[{"customer_ref": "C-1", "note": "' + b"x" * 1_200_000 + b'"}]', "element 1 of the array is larger"),
 ])
 def test_a_broken_json_array_is_refused_whole(people, template, raw, words) -> None:  # noqa: ANN001
     with pytest.raises(InvalidInputError, match=words):
