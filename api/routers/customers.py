@@ -37,7 +37,7 @@ from repository.service.customers import WRITE_ROLES
 
 router = APIRouter(prefix="/api/v1/customers", tags=["customers"])
 
-RAW_IMPORT_TYPES = ("text/csv", "application/csv", "application/x-ndjson", "application/jsonl",
+RAW_IMPORT_TYPES = ("text/csv", "application/csv", "application/x-ndjson", "application/jsonl", "application/json",
                     "application/x-jsonlines", "application/json-lines")
 ADDRESS_FIELDS = {"lines": "address_lines", "city": "city", "region": "region", "postcode": "postcode",
                   "country": "country"}
@@ -194,10 +194,11 @@ def _run_import(user: User, staged: StagedContent, filename: str | None, media_t
 async def import_customers(
     request: Request,
     user: CurrentUser,
-    format: Annotated[str | None, Query(pattern="^(csv|jsonl)$", description="csv or jsonl (else guessed)")] = None,
+    format: Annotated[str | None, Query(pattern="^(csv|jsonl|json)$",
+                                        description="csv, jsonl or json (an array; else guessed)")] = None,
 ) -> dict:
-    """Upsert customers from a CSV (header row) or JSON Lines file, sent as multipart `file` or as a text/csv or
-    application/x-ndjson body (admin, helpdesk). Bad rows are reported with their line numbers and the good ones
+    """Upsert customers from a CSV (header row), JSON Lines or JSON array file, sent as multipart `file` or as a
+    text/csv, application/x-ndjson or application/json body (admin, helpdesk). Bad rows are reported with their line numbers and the good ones
     imported; sending the same file again changes nothing."""
     require_role(user, *WRITE_ROLES)
     settings = get_settings()

@@ -342,6 +342,20 @@ def test_import_jsonl_body_updates_changed_rows(client, helpdesk) -> None:
     assert response.json()["rejected"][0]["line"] == 4
 
 
+def test_import_a_json_array_body_or_file(client, helpdesk) -> None:
+    people = [{"external_ref": "J-1", "name": "Ada King"}, {"external_ref": "J-2", "name": "Alan Turing"}, 7]
+    response = client.post(IMPORT, content=json.dumps(people).encode(),
+                           headers={**helpdesk.headers, "Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert response.json()["imported"] == 2 and response.json()["rejected"][0]["line"] == 3
+    again = client.post(IMPORT, files={"file": ("people.json", json.dumps(people[:2]).encode(), "application/json")},
+                        params={"format": "json"}, headers=helpdesk.headers)
+    assert again.status_code == 200 and again.json()["unchanged"] == 2
+    broken = client.post(IMPORT, content=json.dumps(people).encode()[:-10],
+                         headers={**helpdesk.headers, "Content-Type": "application/json"})
+    assert_problem(broken, 422, "well-formed JSON array")
+
+
 def test_import_without_the_role_is_403_and_imports_nothing(client, approver) -> None:
     response = client.post(IMPORT, files={"file": ("people.csv", CSV.encode(), "text/csv")}, headers=approver.headers)
     assert_problem(response, 403)
