@@ -264,7 +264,8 @@ app.add_typer(customers_app, name="customers")
 def customers_import(
     file: Path,
     as_user: Annotated[str, typer.Option("--as", help="the staff user (admin or helpdesk) to import as")] = "admin",
-    fmt: Annotated[str | None, typer.Option("--format", help="csv, jsonl or json (an array; default: from the file)")] = None,
+    fmt: Annotated[str | None, typer.Option(
+        "--format", help="csv, jsonl or json (an array; default: from the file)")] = None,
     chunk_size: Annotated[int, typer.Option(help="rows committed per transaction (at most 1000)")] = 500,
     rejects: Annotated[Path | None, typer.Option(help="write every rejected row to this file as JSON lines")] = None,
 ) -> None:

@@ -99,9 +99,9 @@ def run(
     category: Annotated[str | None, typer.Option(help="the letters' category (default: the template's)")] = None,
     channel: Annotated[str | None, typer.Option(help="send every letter by this channel")] = None,
 ) -> None:
-    """Make one archived letter per row of a CSV, JSON Lines or JSON array FILE (customer_ref or customer_id, then the data),
-    here, with a progress bar; prints the batch id. Exit 1 when some rows failed, 3 when rows are left pending
-    (stopped: `postroom batch resume ID`), 2 when the batch could not be created."""
+    """Make one archived letter per row of a CSV, JSON Lines or JSON array FILE (customer_ref or customer_id, then
+    the data), here, with a progress bar; prints the batch id. Exit 1 when some rows failed, 3 when rows are left
+    pending (stopped: `postroom batch resume ID`), 2 when the batch could not be created."""
     from api.app import register_subscribers
 
     if not file.is_file():

@@ -17,8 +17,8 @@ def import_customer_file(stream: BinaryIO, *, actor: User, fmt: str | None = Non
                          media_type: str | None = None, chunk_size: int = CHUNK,
                          on_progress: Callable[[ImportReport, int], None] | None = None,
                          on_rejection: Callable[[dict[str, Any]], None] | None = None) -> ImportReport:
-    """Import a seekable CSV, JSON Lines or JSON array stream of customers in chunks of `chunk_size` rows (at most 1000),
-    each chunk committed in its own transaction, then audit the run in one more. `on_progress(report so far,
+    """Import a seekable CSV, JSON Lines or JSON array stream of customers in chunks of `chunk_size` rows (at most
+    1000), each chunk committed in its own transaction, then audit the run in one more. `on_progress(report so far,
     bytes read)` runs after each committed chunk, `on_rejection(row)` for every rejected row. Nothing is read
     without a writing role, and a file that is not customer CSV, JSON Lines or a JSON array imports nothing."""
     require_role(actor, *WRITE_ROLES)

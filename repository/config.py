@@ -22,8 +22,8 @@ def _default_keyring() -> Path:
     return Path.home() / ".config" / "postroom" / "keyring.json"
 
 
-_CAP = r"([A-Za-z0-9_.-]+\s*=\s*)?\d+/\d+\s*"
-_CAPS = rf"^\s*{_CAP}(;\s*{_CAP})*$"  # marketing_cap: "N/D" and "category=N/D" entries separated by ";"
+_CAP = r"(([A-Za-z0-9_.-]+\s*=\s*)?\d+(/\d+)?\s*)?"
+_CAPS = rf"^\s*{_CAP}(;\s*{_CAP})*$"  # marketing_cap: "N/D" ("N": 30 days) and "category=N/D", separated by ";"
 
 class Settings(BaseSettings):
     """All configuration; every field is POSTROOM_<NAME> in the environment."""

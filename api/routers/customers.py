@@ -198,8 +198,8 @@ async def import_customers(
                                         description="csv, jsonl or json (an array; else guessed)")] = None,
 ) -> dict:
     """Upsert customers from a CSV (header row), JSON Lines or JSON array file, sent as multipart `file` or as a
-    text/csv, application/x-ndjson or application/json body (admin, helpdesk). Bad rows are reported with their line numbers and the good ones
-    imported; sending the same file again changes nothing."""
+    text/csv, application/x-ndjson or application/json body (admin, helpdesk). Bad rows are reported with their line
+    numbers and the good ones imported; sending the same file again changes nothing."""
     require_role(user, *WRITE_ROLES)
     settings = get_settings()
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()

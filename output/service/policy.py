@@ -78,9 +78,9 @@ def marketing_cap(settings: Settings, category: str) -> tuple[int, int]:
     general = (4, 30)
     for entry in settings.marketing_cap.split(";"):
         name, _, cap = entry.strip().rpartition("=")
-        if not cap:
+        if not cap.strip():
             continue
-        count, _, days = cap.partition("/")
+        count, _, days = cap.strip().partition("/")
         if name.strip().lower() == category:
             return int(count), int(days or 30)
         if not name:

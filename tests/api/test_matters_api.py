@@ -264,6 +264,9 @@ def test_a_matter_s_scope_can_change_and_each_change_is_in_its_custody(client, m
     assert_problem(client.patch(base, json={"name": "x"}, headers=author.headers), 404)
     assert client.get(base, headers=manager.headers).json()["name"] == "Smith v. Bank plc"
     assert len(client.get(f"{base}/custody", headers=manager.headers).json()["events"]) == 3
+    # Before the first export, a new name with the prefix left to Postroom gives the prefix of the new name.
+    renamed = client.patch(base, json={"name": "Jones v. Bank", "bates_prefix": None}, headers=manager.headers)
+    assert renamed.status_code == 200 and renamed.json()["bates_prefix"] == "JONESVBA"
 
 
 def test_a_tampered_chain_of_custody_shows_in_the_matter(client, manager) -> None:  # noqa: ANN001

@@ -19,7 +19,7 @@ from output.compose import read_metadata
 from output.models import Dispatch, Letter
 from output.service import policy
 from repository import service
-from repository.config import get_settings
+from repository.config import Settings, get_settings
 from repository.db import transaction
 from repository.errors import PermissionDeniedError
 from repository.models import Customer, DocumentType
@@ -388,6 +388,21 @@ def test_sms_consent_withdrawn_before_the_send_suppresses_the_sms_and_its_portal
 
 
 # --- channel choice (no composition needed) ------------------------------------------------------------------
+
+@pytest.mark.parametrize(("setting", "offers", "others"), [
+    ("4", (4, 30), (4, 30)), ("2/7", (2, 7), (2, 7)), ("Offers=1/7; 3/30;", (1, 7), (3, 30)),
+    ("newsletter=9/1", (4, 30), (4, 30)),
+])
+def test_the_marketing_cap_setting(setting: str, offers: tuple[int, int], others: tuple[int, int]) -> None:
+    settings = Settings(marketing_cap=setting)
+    assert (policy.marketing_cap(settings, "offers"), policy.marketing_cap(settings, "marketing")) == (offers, others)
+
+
+@pytest.mark.parametrize("setting", ["lots", "4/", "offers=", "=3", "4/30 5/30"])
+def test_a_malformed_marketing_cap_stops_start_up(setting: str) -> None:
+    with pytest.raises(ValueError, match="marketing_cap"):
+        Settings(marketing_cap=setting)
+
 
 def _choose(customer_id: str, category: str = "statement", override: str | None = None,
             now: dt.datetime | None = None) -> list[policy.Plan]:
