@@ -1,5 +1,6 @@
 """Correspondence authoring: the functions other code calls (keyword-only, session first, never committing)."""
 
+from correspondence.rendering.messages import CompiledMessage, compile_message, render_message
 from correspondence.service.batch import (
     BatchRenderer,
     Variant,
@@ -9,6 +10,7 @@ from correspondence.service.batch import (
     pin_versions,
 )
 from correspondence.service.render import (
+    SAMPLE_CUSTOMER,
     RenderedLetter,
     build_context,
     compiled_for,
@@ -20,6 +22,7 @@ from correspondence.service.render import (
 )
 from correspondence.service.rules import get_rules, set_rules
 from correspondence.service.templates import (
+    TEMPLATE_DOCUMENT_TYPE,
     create_template,
     get_template,
     get_template_by_name,
@@ -39,7 +42,10 @@ from correspondence.service.workflow import (
 )
 
 __all__ = [
+    "SAMPLE_CUSTOMER",
+    "TEMPLATE_DOCUMENT_TYPE",
     "BatchRenderer",
+    "CompiledMessage",
     "RenderedLetter",
     "Variant",
     "VersionState",
@@ -47,6 +53,7 @@ __all__ = [
     "approved_schema",
     "batch_renderer",
     "build_context",
+    "compile_message",
     "compiled_for",
     "create_template",
     "customer_context",
@@ -61,6 +68,7 @@ __all__ = [
     "pin_versions",
     "preview",
     "reject",
+    "render_message",
     "render_letter",
     "resolve",
     "rollback",

@@ -29,6 +29,7 @@ from repository.service.documents import check_metadata, parse_label, writable_d
 from repository.types import utcnow
 
 DOCUMENT_TYPE = {TEMPLATE: "template", BLOCK: "content-block"}
+TEMPLATE_DOCUMENT_TYPE = DOCUMENT_TYPE[TEMPLATE]  # its roles also govern message templates (output)
 KIND_WORD = {TEMPLATE: "template", BLOCK: "content block"}
 CATEGORIES = ("statement", "notice", "complaint-response", "marketing", "regulatory", "service", "collections",
               "welcome", "other")

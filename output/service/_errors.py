@@ -33,3 +33,9 @@ class BatchStateError(DocumentStateError):
     """The batch cannot do that in its current state (cancel a finished batch, for example)."""
 
     title = "Batch state conflict"
+
+
+class MessageTemplateNotFoundError(NotFoundError):
+    """No message template by that id (or the caller may not read them; answered alike)."""
+
+    title = "Message template not found"

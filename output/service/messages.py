@@ -31,26 +31,32 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from correspondence.models import TEMPLATE
-from correspondence.rendering.messages import CompiledMessage, compile_message, render_message
-from correspondence.service.render import SAMPLE_CUSTOMER, customer_context
-from correspondence.service.templates import DOCUMENT_TYPE
+from correspondence.service import (
+    SAMPLE_CUSTOMER,
+    TEMPLATE_DOCUMENT_TYPE,
+    CompiledMessage,
+    compile_message,
+    customer_context,
+    render_message,
+)
 from output import events as names
 from output.models import Letter, MessageTemplate
 from output.service import policy
+from output.service._errors import MessageTemplateNotFoundError
 from output.service.letters import get_letter
 from output.service.tracking import portal_url
 from repository import audit, events
 from repository import service as repo
 from repository.access import can_read, can_write, deny_read, deny_write
 from repository.config import get_settings
-from repository.errors import DuplicateError, InvalidInputError, NotFoundError, PreconditionFailedError, RepositoryError
+from repository.errors import DuplicateError, InvalidInputError, PreconditionFailedError, RepositoryError
 from repository.locales import normalise_locale
 from repository.models import Customer, User
 from repository.types import utcnow
 
 log = logging.getLogger(__name__)
 CHANNELS = ("email", "sms")
+_CATEGORY = re.compile(r"[a-z][a-z0-9_-]{0,49}")  # as letters and batches take it
 SUBJECT_CHARS = 250  # a rendered subject is one line, cut to this
 _PARTS = ("subject", "text_body", "html_body")
 _PART_NAMES = {"subject": "subject", "text_body": "text", "html_body": "html"}
@@ -65,12 +71,6 @@ DEFAULTS: dict[str, dict[str, str | None]] = {
     "sms": {"subject": "", "text_body": "You have a new letter ({{ letter.reference }}) in your Postroom inbox:",
             "html_body": None},
 }
-
-
-class MessageTemplateNotFoundError(NotFoundError):
-    """No message template by that id (or the caller may not read them)."""
-
-    title = "Message template not found"
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class RenderedMessage:
 
 
 def _template_type(session: Session):  # noqa: ANN202
-    return repo.get_type(session, name=DOCUMENT_TYPE[TEMPLATE])
+    return repo.get_type(session, name=TEMPLATE_DOCUMENT_TYPE)
 
 
 def _may_read(session: Session, actor: User) -> bool:
@@ -238,11 +238,12 @@ def message_for(session: Session, *, letter: Letter, customer: Customer, channel
 
 
 def _choose(session: Session, *, channel: str, category: str, locale: str) -> MessageTemplate | None:
-    language = locale.split("-")[0] if locale else ""
+    parts = locale.split("-") if locale else []
+    locales = [*("-".join(parts[:n]) for n in range(len(parts), 0, -1)), ""]  # zh-Hans-CN, zh-Hans, zh, any
     candidates = list(session.execute(select(MessageTemplate).where(
         MessageTemplate.channel == channel, MessageTemplate.category.in_([category, ""]),
-        MessageTemplate.locale.in_({locale, language, ""}))).scalars())
-    order = [(c, loc) for c in dict.fromkeys((category, "")) for loc in dict.fromkeys((locale, language, ""))]
+        MessageTemplate.locale.in_(locales))).scalars())
+    order = [(c, loc) for c in dict.fromkeys((category, "")) for loc in locales]
     rank = {scope: i for i, scope in enumerate(order)}
     candidates.sort(key=lambda t: rank.get((t.category, t.locale), len(rank)))
     return candidates[0] if candidates else None
@@ -298,8 +299,9 @@ def _checked(*, channel: str, category: str, locale: str, subject: str | None, t
     if channel not in CHANNELS:
         raise InvalidInputError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}", field="channel")
     category = (category or "").strip().lower()
-    if len(category) > 50:
-        raise InvalidInputError("category is longer than 50 characters", field="category")
+    if category and not _CATEGORY.fullmatch(category):
+        raise InvalidInputError("category must be a letter category (a-z, 0-9, _ and -, starting with a letter, "
+                                "at most 50) or empty for every category", field="category")
     locale = normalise_locale(locale) if (locale or "").strip() else ""
     subject, text_body = subject or "", text_body or ""
     html_body = html_body if html_body and html_body.strip() else None

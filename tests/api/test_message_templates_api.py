@@ -75,6 +75,7 @@ def test_one_template_per_channel_category_and_locale(client, author) -> None:  
     ({"text_body": "{% for x in customer.nothing %}{{ x }}{% endfor %}"}, 422, ["nothing"]),
     ({"text_body": "{{ 'x' * 100000000 }}"}, 422, ["sandbox"]),
     ({"locale": "not a locale!"}, 422, ["locale"]),
+    ({"category": "Letters & more"}, 422, ["category"]),
     ({"channel": "fax"}, 422, []),
     ({"surprise": 1}, 422, []),
 ])
