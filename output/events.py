@@ -31,9 +31,11 @@ BY_KIND = {"sent": DISPATCH_SENT, "delivered": DISPATCH_DELIVERED, "failed": DIS
 
 
 def register() -> None:
-    """Guard letters' documents in the repository and settle letters whose document is destroyed."""
-    from output.service import archived  # here, not at the top: the service imports these names
+    """Guard letters' documents in the repository, settle letters whose document is destroyed, and stop queued
+    marketing when its consent is withdrawn."""
+    from output.service import archived, consent  # here, not at the top: the service imports these names
     from repository import events, guards
 
     guards.register("output", archived.guard)
     events.subscribe(events.DOCUMENT_DESTROYED, "output.letter_destroyed", archived.on_document_destroyed)
+    events.subscribe(events.CUSTOMER_CONSENT_RECORDED, "output.consent_withdrawn", consent.on_consent_recorded)

@@ -53,6 +53,7 @@ from output.channels.base import TAKEN_OVER, failed
 from output.models import BOUNCED, FAILED, HANDOVER, QUEUED, SENDING, SUPPRESSED, Dispatch, Letter
 from output.service import messages, policy
 from output.service.archived import archived_version, destroyed, fail_destroyed, fail_for_good
+from output.service.consent import consent_withdrawn, suppress
 from output.service.letters import add_event, refresh_status
 from output.service.tracking import click_url, open_pixel_url, portal_url
 from repository import audit, events
@@ -325,27 +326,6 @@ def _settle_destroyed(engine: Engine, dispatch_id: str) -> None:
             fail_destroyed(session, row=row, letter=session.get(Letter, row.letter_id))
 
 
-def _consent_withdrawn(session: Session, settings: Settings, row: Dispatch, letter: Letter) -> str | None:
-    """Why the row may no longer go: the customer withdrew the marketing consent its channel needs. A portal row
-    added for an SMS or email link shares that message's fate: it is judged by that channel's consent."""
-    linked = next((c for c in policy.LINKING_CHANNELS
-                   if row.channel == policy.PORTAL and row.reason == policy.portal_reason(c)), None)
-    customer = session.get(Customer, letter.customer_id)
-    if not policy.marketing_refused(session, settings, letter.category, customer, linked or row.channel):
-        return None
-    if linked is not None:
-        return f"the {linked} message it was added for is suppressed"
-    return f"marketing consent for {row.channel} withdrawn before the letter was sent"
-
-
-def _suppress(session: Session, row: Dispatch, letter: Letter, reason: str) -> None:
-    row.state, row.lease_until, row.next_attempt_at, row.reason = SUPPRESSED, None, None, reason[:500]
-    row.updated_at = utcnow()
-    add_event(session, row, letter, SUPPRESSED, reason)
-    audit.record(session, actor=ACTOR, action=names.DISPATCH_SUPPRESSED, object_type="dispatch", object_id=row.id,
-                 details={"letter_id": letter.id, "channel": row.channel, "detail": reason})
-
-
 def _settle_suppressed(engine: Engine, dispatch_id: str, reason: str) -> None:
     """Suppress a row whose consent was withdrawn, with the portal row its message would have linked to (if that
     has not published the letter yet)."""
@@ -354,12 +334,12 @@ def _settle_suppressed(engine: Engine, dispatch_id: str, reason: str) -> None:
         if row is None or row.state != SENDING:  # no longer ours: somebody took it over meanwhile
             return
         letter = session.get(Letter, row.letter_id)
-        _suppress(session, row, letter, reason)
+        suppress(session, row, letter, reason)
         linked = session.execute(select(Dispatch).where(
             Dispatch.letter_id == letter.id, Dispatch.channel == policy.PORTAL, Dispatch.state == QUEUED,
             Dispatch.reason == policy.portal_reason(row.channel)).with_for_update()).scalar_one_or_none()
         if linked is not None:
-            _suppress(session, linked, letter, f"the {row.channel} message it was added for is suppressed")
+            suppress(session, linked, letter, f"the {row.channel} message it was added for is suppressed")
         refresh_status(session, letter)
 
 
@@ -373,7 +353,7 @@ def _prepare(engine: Engine, settings: Settings, dispatch_id: str) -> Outgoing |
             row = session.get(Dispatch, dispatch_id)
             letter = session.get(Letter, row.letter_id)
             gone = destroyed(session, letter)
-            withdrawn = None if gone else _consent_withdrawn(session, settings, row, letter)
+            withdrawn = None if gone else consent_withdrawn(session, settings, row, letter)
             outgoing = None if gone or withdrawn else _outgoing(session, settings, row)
     except Exception as exc:  # an unreadable PDF, a database hiccup: a failed attempt like any other
         log.exception("preparing dispatch %s failed", dispatch_id)

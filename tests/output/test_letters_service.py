@@ -303,6 +303,33 @@ def test_consent_withdrawn_before_the_send_suppresses_the_queued_message(people,
     assert _rows(transactional.id)["email"].state == "sent" and len(smtp.messages) == 1
 
 
+def test_a_withdrawal_recorded_suppresses_queued_print_house_marketing(people, template, monkeypatch) -> None:  # noqa: ANN001
+    from output import events as output_events
+    from repository import events
+    from repository.db import get_engine
+
+    monkeypatch.setenv("POSTROOM_PRINT_ROUTE", "house")  # print rows wait for the daily run, not the dispatcher
+    get_settings.cache_clear()
+    output_events.register()
+    admin = people["admin"]
+    customer_id = customer(admin, "C-11")
+    with transaction() as s:
+        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing", granted=True,
+                               source="web form")
+    offer, notice = _letter(people["author"], customer_id, category="marketing"), _letter(people["author"],
+                                                                                           customer_id)
+    events.deliver_pending(get_engine())  # the grant changes nothing
+    assert (_rows(offer.id)["print"].state, _rows(notice.id)["print"].state) == ("queued", "queued")
+    with transaction() as s:
+        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-print",
+                               granted=False, source="letter from the customer")
+    events.deliver_pending(get_engine())
+    row = _rows(offer.id)["print"]
+    assert (row.state, row.reason) == ("suppressed", "marketing consent for print withdrawn before the letter was sent")
+    assert _status(offer.id) == "done"
+    assert _rows(notice.id)["print"].state == "queued"  # not marketing: consent does not apply
+
+
 def test_each_marketing_category_has_its_own_cap(people, template, monkeypatch) -> None:  # noqa: ANN001
     monkeypatch.setenv("POSTROOM_MARKETING_CATEGORIES", "marketing,offers")
     monkeypatch.setenv("POSTROOM_MARKETING_CAP", "Offers=1/7; 2/30")
