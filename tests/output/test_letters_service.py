@@ -49,6 +49,12 @@ def template(people) -> str:  # noqa: ANN001
     return approved_template(people["author"], people["approver"])
 
 
+def _consent(account, customer_id: str, purpose: str, granted: bool = True, source: str = "web form") -> None:  # noqa: ANN001
+    with transaction() as s:
+        service.record_consent(s, actor=account.user, customer_id=customer_id, purpose=purpose, granted=granted,
+                               source=source)
+
+
 def _letter(account, customer_id: str, **kwargs) -> Letter:  # noqa: ANN001, ANN003
     with transaction() as s:
         letter = output.create_letter(s, actor=account.user, template="statement", customer_id=customer_id,
@@ -285,14 +291,10 @@ def test_the_marketing_cap_suppresses_with_the_reason(people, template, monkeypa
 def test_consent_withdrawn_before_the_send_suppresses_the_queued_message(people, template, smtp) -> None:  # noqa: ANN001, F811
     admin = people["admin"]
     customer_id = customer(admin, "C-9", email="ada@example.com", channel_preferences={"marketing": "email"})
-    with transaction() as s:
-        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-email", granted=True,
-                               source="web form")
+    _consent(admin, customer_id, "marketing-email")
     letter = _letter(people["author"], customer_id, category="marketing")
     assert _rows(letter.id)["email"].state == "queued"
-    with transaction() as s:
-        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-email",
-                               granted=False, source="unsubscribe link")
+    _consent(admin, customer_id, "marketing-email", granted=False, source="unsubscribe link")
     output.dispatch_due()
     row = _rows(letter.id)["email"]
     assert (row.state, row.reason) == ("suppressed", "marketing consent for email withdrawn before the letter was sent")
@@ -313,16 +315,12 @@ def test_a_withdrawal_recorded_suppresses_queued_print_house_marketing(people, t
     output_events.register()
     admin = people["admin"]
     customer_id = customer(admin, "C-11")
-    with transaction() as s:
-        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing", granted=True,
-                               source="web form")
+    _consent(admin, customer_id, "marketing")
     offer, notice = _letter(people["author"], customer_id, category="marketing"), _letter(people["author"],
                                                                                            customer_id)
     events.deliver_pending(get_engine())  # the grant changes nothing
     assert (_rows(offer.id)["print"].state, _rows(notice.id)["print"].state) == ("queued", "queued")
-    with transaction() as s:
-        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-print",
-                               granted=False, source="letter from the customer")
+    _consent(admin, customer_id, "marketing-print", granted=False, source="letter from the customer")
     events.deliver_pending(get_engine())
     row = _rows(offer.id)["print"]
     assert (row.state, row.reason) == ("suppressed", "marketing consent for print withdrawn before the letter was sent")
@@ -360,13 +358,9 @@ def test_a_marketing_fallback_goes_only_where_the_customer_consented(people, tem
             output.record_bounce(s, letter_id=letter.id, detail="550 5.1.1 no such user")
         return letter.id
 
-    with transaction() as s:
-        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-email", granted=True,
-                               source="web form")
+    _consent(admin, customer_id, "marketing-email")
     assert sorted(_rows(bounced_letter())) == ["email"]  # no consent to market by post: no print fallback
-    with transaction() as s:
-        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing", granted=True,
-                               source="web form")
+    _consent(admin, customer_id, "marketing")
     assert _rows(bounced_letter())["print"].state == "queued"
 
 
@@ -399,14 +393,10 @@ def test_sms_consent_withdrawn_before_the_send_suppresses_the_sms_and_its_portal
                                                                                      sms_provider) -> None:  # noqa: ANN001, F811
     admin = people["admin"]
     customer_id = customer(admin, "C-6", mobile="+447911123456", channel_preferences={"marketing": "sms"})
-    with transaction() as s:
-        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing", granted=True,
-                               source="web form")
+    _consent(admin, customer_id, "marketing")
     letter = _letter(people["author"], customer_id, category="marketing")
     assert {c: r.state for c, r in _rows(letter.id).items()} == {"sms": "queued", "portal": "queued"}
-    with transaction() as s:
-        service.record_consent(s, actor=admin.user, customer_id=customer_id, purpose="marketing-sms",
-                               granted=False, source="STOP reply")
+    _consent(admin, customer_id, "marketing-sms", granted=False, source="STOP reply")
     output.dispatch_due()
     rows = _rows(letter.id)
     assert (rows["sms"].state, rows["portal"].state) == ("suppressed", "suppressed")
