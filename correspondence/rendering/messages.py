@@ -25,6 +25,7 @@ from correspondence.rendering.state import RenderState, active, resolve_locale
 
 MAX_MESSAGE_SOURCE = 100_000  # characters of one part's Jinja source
 MAX_MESSAGE_OUTPUT = MIB  # characters one part may render to
+MESSAGE_SECONDS = 2.0  # the time limit of rendering one part (rendered when sent, and when saved, in a request)
 
 
 def _environment(*, autoescape: bool):  # noqa: ANN202
@@ -76,7 +77,8 @@ def compile_message(source: str, *, part: str, html: bool = False) -> CompiledMe
 def render_message(message: CompiledMessage, context: Mapping[str, Any], *, locale: str | None = None) -> str:
     """The part rendered with `context` (filters format for `locale`); RenderError / TemplateSecurityError if the
     template fails with these values."""
-    state = RenderState(locale=resolve_locale(locale), named_images={}, part=message.part)
+    state = RenderState(locale=resolve_locale(locale), named_images={}, part=message.part,
+                        time_limit=MESSAGE_SECONDS)
     room = MAX_MESSAGE_OUTPUT
     pieces: list[str] = []
     with active(state), render_errors(message.source, message.part, what=f"the {message.part}"):

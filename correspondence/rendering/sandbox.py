@@ -36,11 +36,13 @@ limit below fails with TemplateSecurityError (a 422), before the memory is taken
   `self.<block>()` (PIECE_COST more per piece). So a loop cannot grow a value round after round: a `namespace`
   attribute doubled in a loop is refused by `~` at 1 Mi, one grown a little each round by this budget.
 - `namespace()` attributes hold at most MAX_VALUE characters or items each.
-- Steps: every run of a block body (a loop round, an `if` branch taken, a macro or call block) counts against
-  MAX_STEPS (1,000,000) per letter, so a loop that prints nothing still stops: nested loops of 100,000 rounds
-  each are refused after a second or so instead of running for hours (message templates, which no approver reads
-  before they are sent, rely on this too).
-Not bounded: the CPU time of one step (what it can make is bounded by the limits above); the memory of parsing and
+- Steps and time: every run of a block body (a loop round, an `if` branch taken, a macro or call block) and
+  every item a loop or `range()` hands out (loop filters and filters like `|sort` included) counts against
+  MAX_STEPS (1,000,000) per letter, and each step checks the letter's time limit (RenderState.time_limit,
+  state.MAX_SECONDS by default; message templates, which no approver reads before they are sent, get less). So a loop
+  that prints nothing still stops, and so does a loop whose every round is slow.
+Not bounded: the CPU time of one operation between two steps (what it can make is bounded by the limits above,
+so it is a fraction of a second); the memory of parsing and
 compiling a template, which grows with its size (MAX_TEMPLATE_BYTES in the compiler), and list, tuple and dict
 literals, which hold only references and are as many as the template writes; the caller's data; the few times
 MAX_VALUE that one operation may take before its result is checked (escaping 1 Mi ampersands makes 5 Mi
@@ -52,7 +54,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from functools import update_wrapper
 from types import BuiltinMethodType, MethodType
@@ -73,7 +76,7 @@ from jinja2.filters import (
     sync_do_slice,
 )
 from jinja2.runtime import Macro
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
 from jinja2.utils import Namespace
 from markupsafe import Markup
 
@@ -192,6 +195,20 @@ def _spend(amount: int) -> None:
         if state.built > MAX_BUILT:
             raise SecurityError(f"the template makes more than {MAX_BUILT // MIB} Mi characters of text and values "
                                 "while rendering one letter, more than the sandbox allows")
+
+
+def _step() -> None:
+    """Count one step (a block body run, an item looped over) against MAX_STEPS and the time limit of the letter
+    being rendered."""
+    state = active_state()
+    if state is not None:
+        state.steps += 1
+        if state.steps > MAX_STEPS:
+            raise SecurityError(f"the template runs more than {MAX_STEPS:,} loop rounds, branches or macro calls "
+                                "for one letter, more than the sandbox allows")
+        if time.monotonic() - state.started > state.time_limit:
+            raise SecurityError(f"the template takes longer than {state.time_limit:g} s to render one letter, "
+                                "more than the sandbox allows")
 
 
 def _made(value: Any, what: str = "the result") -> Any:
@@ -316,6 +333,12 @@ def _counted(pieces: Iterable[str]) -> Iterator[str]:
 class LetterCodeGenerator(CodeGenerator):
     """Jinja's code generator with counted buffers, counted block runs and `~` checked before it joins."""
 
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:  # noqa: N802 - Jinja's visitor name
+        """A loop over `environment.counted(...)`, so each item costs a step even when the loop's filter skips it."""
+        counted = nodes.Call(nodes.EnvironmentAttribute("counted"), [node.iter], [], None, None, lineno=node.lineno)
+        super().visit_For(nodes.For(node.target, counted, node.body, node.else_, node.test, node.recursive,
+                                    lineno=node.lineno), frame)
+
     def blockvisit(self, body: Iterable[nodes.Node], frame: Frame) -> None:
         """Every block body starts by counting a step (MAX_STEPS), where Jinja writes `pass`."""
         try:
@@ -344,6 +367,41 @@ class LetterCodeGenerator(CodeGenerator):
             self.visit(arg, frame)
             self.write(", ")
         self.write("))")
+
+
+class _CountedRange(Sequence[int]):
+    """range() as the sandbox gives it: at most MAX_RANGE items, each a step when iterated (by a loop or a filter
+    such as |sort or |max); length, indexing and `in` cost nothing."""
+
+    __slots__ = ("_range",)
+
+    def __init__(self, inner: range) -> None:
+        self._range = inner
+
+    def __len__(self) -> int:
+        return len(self._range)
+
+    def __getitem__(self, index: Any) -> Any:
+        found = self._range[index]
+        return _CountedRange(found) if isinstance(found, range) else found
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._range
+
+    def __iter__(self) -> Iterator[int]:
+        for item in self._range:
+            _step()
+            yield item
+
+    def __reversed__(self) -> Iterator[int]:
+        return iter(_CountedRange(self._range[::-1]))
+
+    def __repr__(self) -> str:
+        return repr(self._range)
+
+
+def _counted_range(*args: int) -> _CountedRange:
+    return _CountedRange(safe_range(*args))
 
 
 # Filters replaced by bounded versions (the rest are wrapped by _guard_filter only).
@@ -503,13 +561,14 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
         return _made(join(parts), "joining these values with ~")
 
     def step(self) -> None:
-        """Count one run of a block body against MAX_STEPS for the letter being rendered."""
-        state = active_state()
-        if state is not None:
-            state.steps += 1
-            if state.steps > MAX_STEPS:
-                raise SecurityError(f"the template runs more than {MAX_STEPS:,} loop rounds, branches or macro calls "
-                                    "for one letter, more than the sandbox allows")
+        """Count one step (a block body run) for the letter being rendered (see _step)."""
+        _step()
+
+    def counted(self, iterable: Any) -> Iterator[Any]:
+        """What a `{% for %}` loops over, one step per item (its `if` filter runs outside any block body)."""
+        for item in iterable:
+            _step()
+            yield item
 
     def new_buffer(self) -> list[str]:
         """A counted buffer for compiled templates (see LetterCodeGenerator)."""
@@ -548,6 +607,7 @@ def _make_environment(*, autoescape: bool = True) -> LetterEnvironment:
     env.globals.pop("lipsum", None)
     env.globals["image"] = image
     env.globals["namespace"] = LetterNamespace
+    env.globals["range"] = _counted_range
     env.filters.pop("urlize", None)
     env.filters.update(FILTERS)
     env.filters.update(center=_center, indent=_indent, format=_format, replace=_replace, join=_join,

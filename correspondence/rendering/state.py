@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import posixpath
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from functools import lru_cache
 from babel import Locale, UnknownLocaleError
 
 DEFAULT_LOCALE = "en-GB"
+MAX_SECONDS = 10.0  # the time limit of rendering one letter
 
 
 @lru_cache(maxsize=512)
@@ -51,13 +53,16 @@ class RenderState:
     part: str = "word/document.xml"
     output: int = 0  # characters of XML rendered for the current letter (sandbox.MAX_OUTPUT)
     built: int = 0   # characters and items the template made for the current letter (sandbox.MAX_BUILT)
-    steps: int = 0   # block bodies run for the current letter (sandbox.MAX_STEPS)
+    steps: int = 0   # block bodies run and items looped over for the current letter (sandbox.MAX_STEPS)
+    time_limit: float = MAX_SECONDS  # seconds one letter may take to render (sandbox: checked at every step)
+    started: float = field(default_factory=time.monotonic)  # when the current letter began
     media: dict[bytes, Media] = field(default_factory=dict)
     rels: dict[str, dict[str, str]] = field(default_factory=dict)  # part -> media name -> rId
 
     def new_letter(self) -> None:
         """Start counting output and made values afresh (each letter of a batch has its own limits)."""
         self.output = self.built = self.steps = 0
+        self.started = time.monotonic()
 
     def rel_for(self, media: Media) -> str:
         """The relationship id of `media` from the part being rendered, created on first use."""

@@ -41,6 +41,15 @@ def test_a_message_that_loops_forever_is_stopped() -> None:
         render_message(message, {})
 
 
+def test_a_message_that_takes_too_long_is_stopped(monkeypatch) -> None:  # noqa: ANN001
+    from correspondence.rendering import messages
+
+    monkeypatch.setattr(messages, "MESSAGE_SECONDS", 0.01)
+    slow = compile_message("{% for a in range(100000) %}{% if a < 0 %}x{% endif %}{% endfor %}", part="html")
+    with pytest.raises(TemplateSecurityError, match="longer than 0.01 s"):
+        render_message(slow, {})
+
+
 def test_a_message_that_grows_too_big_is_stopped_where_it_grows() -> None:
     message = compile_message("{% for i in range(3000) %}{{ 'x' * 1000 }}{% endfor %}", part="text")
     with pytest.raises(TemplateSecurityError, match="longer than"):
