@@ -6,7 +6,8 @@ Decisions:
   `customer.consent_recorded` suppresses their queued rows, print-house rows included), and just before the
   dispatcher sends a row (for a row claimed meanwhile). A row already handed over is not called back.
 - A portal row added for an SMS or email link shares that message's fate: it is judged by that channel's consent,
-  and goes with it when the message is suppressed.
+  and goes with it when the message is suppressed; once the message has gone (or is going), the letter it links
+  to stays published.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from output import events as names
-from output.models import QUEUED, SUPPRESSED, Dispatch, Letter
+from output.models import HANDOVER, QUEUED, SENDING, SUPPRESSED, Dispatch, Letter
 from output.service import policy
 from output.service.letters import add_event, refresh_status
 from repository import audit
@@ -30,6 +31,12 @@ def consent_withdrawn(session: Session, settings: Settings, row: Dispatch, lette
     """Why the row may no longer go (the customer withdrew the marketing consent its channel needs), or None."""
     linked = next((c for c in policy.LINKING_CHANNELS
                    if row.channel == policy.PORTAL and row.reason == policy.portal_reason(c)), None)
+    if linked is not None:
+        message = session.execute(select(Dispatch.state, Dispatch.provider_ref).where(
+            Dispatch.letter_id == letter.id, Dispatch.channel == linked)).first()
+        if message is not None and (message.state not in (QUEUED, SENDING, SUPPRESSED)
+                                    or (message.provider_ref or "").startswith(HANDOVER)):
+            return None  # the message (and its link) went, or was handed over: the letter it points to stays
     customer = session.get(Customer, letter.customer_id)
     if not policy.marketing_refused(session, settings, letter.category, customer, linked or row.channel):
         return None

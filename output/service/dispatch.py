@@ -334,10 +334,12 @@ def _settle_suppressed(engine: Engine, dispatch_id: str, reason: str) -> None:
         if row is None or row.state != SENDING:  # no longer ours: somebody took it over meanwhile
             return
         letter = session.get(Letter, row.letter_id)
-        suppress(session, row, letter, reason)
+        # Both rows are locked before the audit head (which suppress() takes), as the consent subscriber locks its
+        # rows first too: the two cannot deadlock.
         linked = session.execute(select(Dispatch).where(
             Dispatch.letter_id == letter.id, Dispatch.channel == policy.PORTAL, Dispatch.state == QUEUED,
             Dispatch.reason == policy.portal_reason(row.channel)).with_for_update()).scalar_one_or_none()
+        suppress(session, row, letter, reason)
         if linked is not None:
             suppress(session, linked, letter, f"the {row.channel} message it was added for is suppressed")
         refresh_status(session, letter)

@@ -12,7 +12,7 @@ import time
 
 import pikepdf
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from output import service as output
 from output.compose import read_metadata
@@ -303,6 +303,48 @@ def test_consent_withdrawn_before_the_send_suppresses_the_queued_message(people,
     transactional = _letter(people["author"], customer_id, channel="email")  # consent is only for marketing
     output.dispatch_due()
     assert _rows(transactional.id)["email"].state == "sent" and len(smtp.messages) == 1
+
+
+def _not_due(letter_id: str, channel: str) -> None:
+    """Hold a ledger row back (as if another dispatcher's claim had not reached it yet)."""
+    with transaction() as s:
+        s.execute(update(Dispatch).where(Dispatch.letter_id == letter_id, Dispatch.channel == channel)
+                  .values(next_attempt_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1)))
+
+
+def _due(letter_id: str, channel: str) -> None:
+    with transaction() as s:
+        s.execute(update(Dispatch).where(Dispatch.letter_id == letter_id, Dispatch.channel == channel)
+                  .values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+
+
+def test_the_linked_portal_row_follows_its_sms_at_send_time(people, template, sms_provider) -> None:  # noqa: ANN001, F811
+    from output import events as output_events
+    from repository import events
+    from repository.db import get_engine
+
+    output_events.register()
+    admin = people["admin"]
+    customer_id = customer(admin, "C-12", mobile="+447911123456", channel_preferences={"marketing": "sms"})
+    _consent(admin, customer_id, "marketing")
+    # The SMS is refused when it is claimed: its queued portal row goes with it.
+    held = _letter(people["author"], customer_id, category="marketing")
+    _not_due(held.id, "portal")
+    _consent(admin, customer_id, "marketing-sms", granted=False, source="STOP reply")
+    output.dispatch_due()
+    rows = _rows(held.id)
+    assert (rows["sms"].state, rows["portal"].state) == ("suppressed", "suppressed")
+    # An SMS already sent keeps the letter it links to, whatever is withdrawn after.
+    _consent(admin, customer_id, "marketing-sms", source="web form")
+    sent = _letter(people["author"], customer_id, category="marketing")
+    _not_due(sent.id, "portal")
+    output.dispatch_due()
+    assert _rows(sent.id)["sms"].state == "sent"
+    _consent(admin, customer_id, "marketing-sms", granted=False, source="STOP reply")
+    events.deliver_pending(get_engine())
+    _due(sent.id, "portal")
+    output.dispatch_due()
+    assert _rows(sent.id)["portal"].state == "delivered"
 
 
 def test_a_withdrawal_recorded_suppresses_queued_print_house_marketing(people, template, monkeypatch) -> None:  # noqa: ANN001
