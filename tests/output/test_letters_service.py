@@ -22,7 +22,7 @@ from repository import service
 from repository.config import Settings, get_settings
 from repository.db import transaction
 from repository.errors import PermissionDeniedError
-from repository.models import Customer, DocumentType
+from repository.models import Customer, DocumentType, User
 from tests.output.letters_support import (  # noqa: F401  (fixtures)
     approved_template,
     customer,
@@ -368,6 +368,27 @@ def test_a_withdrawal_recorded_suppresses_queued_print_house_marketing(people, t
     assert (row.state, row.reason) == ("suppressed", "marketing consent for print withdrawn before the letter was sent")
     assert _status(offer.id) == "done"
     assert _rows(notice.id)["print"].state == "queued"  # not marketing: consent does not apply
+
+
+
+def test_a_print_run_leaves_out_marketing_whose_consent_was_withdrawn(people, template, monkeypatch) -> None:  # noqa: ANN001
+    from output.service import print_house
+
+    monkeypatch.setenv("POSTROOM_PRINT_ROUTE", "house")
+    get_settings.cache_clear()
+    admin = people["admin"]
+    customer_id = customer(admin, "C-13")
+    _consent(admin, customer_id, "marketing")
+    offer, notice = _letter(people["author"], customer_id, category="marketing"), _letter(people["author"],
+                                                                                           customer_id)
+    plan = lambda: [p.letter_id for p in print_house.plan_run(  # noqa: E731
+        s, actor=s.get(User, admin.user.id), now=dt.datetime.now(dt.UTC)).pieces]
+    with transaction(readonly=True) as s:
+        assert sorted(plan()) == sorted([offer.id, notice.id])
+    # Withdrawn, and the outbox has not told output yet: the run must not print the offer all the same.
+    _consent(admin, customer_id, "marketing", granted=False, source="phone call")
+    with transaction(readonly=True) as s:
+        assert plan() == [notice.id]
 
 
 def test_each_marketing_category_has_its_own_cap(people, template, monkeypatch) -> None:  # noqa: ANN001

@@ -34,12 +34,14 @@ from output import events as names
 from output.models import (
     QUEUED,
     SENT,
+    SUPPRESSED,
     Dispatch,
     Letter,
     PrintPiece,
     PrintRun,
 )
 from output.service.archived import archived_version_id, awaiting_reprint
+from output.service.consent import consent_withdrawn
 from output.service.letters import LETTER_TYPE, add_event, refresh_status
 from output.service.print_house._errors import NothingToPrintError, PrintRunConflictError, PrintRunNotFoundError
 from output.service.print_house.layout import Layout, Source, write_print_file
@@ -168,7 +170,8 @@ def plan_run(session: Session, *, actor: User, now: dt.datetime, settings: Setti
     queued = _with_letter(select(Dispatch, Letter, Customer, DocumentVersion)).where(
         Dispatch.channel == PRINT, Dispatch.state == QUEUED, Dispatch.next_attempt_at <= now)
     pieces = {row.id: _planned(row, letter, customer, version)
-              for row, letter, customer, version in session.execute(queued)}
+              for row, letter, customer, version in session.execute(queued)
+              if consent_withdrawn(session, settings, row, letter) is None}  # (the consent subscriber settles it)
     damaged = _with_letter(select(Dispatch, Letter, Customer, DocumentVersion, PrintPiece)
                            .join(PrintPiece, PrintPiece.dispatch_id == Dispatch.id)).where(
         awaiting_reprint(), Dispatch.state == SENT)
@@ -249,6 +252,9 @@ def _check_still_free(session: Session, plan: RunPlan, rows: dict[str, Dispatch]
         row = rows.get(p.dispatch_id)
         free = row is not None and row.channel == PRINT and (
             row.state == SENT and p.reprint_of not in taken if p.reprint_of else row.state == QUEUED)
+        if not free and row is not None and row.state == SUPPRESSED:
+            raise PrintRunConflictError(f"letter {p.reference} was suppressed while this run was being built "
+                                        f"({row.reason}); make the run again without it", letter_id=p.letter_id)
         if not free:
             raise PrintRunConflictError(f"letter {p.reference} was taken by another print run while this one was "
                                         "being built; make the run again", letter_id=p.letter_id)
