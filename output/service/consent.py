@@ -25,6 +25,7 @@ from repository.models import Customer, OutboxEvent
 from repository.types import utcnow
 
 ACTOR = "system:dispatcher"
+SUBSCRIBER = "system:consent"  # the outbox subscriber acting on a recorded withdrawal
 
 
 def consent_withdrawn(session: Session, settings: Settings, row: Dispatch, letter: Letter) -> str | None:
@@ -45,12 +46,12 @@ def consent_withdrawn(session: Session, settings: Settings, row: Dispatch, lette
     return f"marketing consent for {row.channel} withdrawn before the letter was sent"
 
 
-def suppress(session: Session, row: Dispatch, letter: Letter, reason: str) -> None:
+def suppress(session: Session, row: Dispatch, letter: Letter, reason: str, *, actor: str = ACTOR) -> None:
     """Mark a row suppressed with the reason, on the customer's timeline and in the audit trail."""
     row.state, row.lease_until, row.next_attempt_at, row.reason = SUPPRESSED, None, None, reason[:500]
     row.updated_at = utcnow()
     add_event(session, row, letter, SUPPRESSED, reason)
-    audit.record(session, actor=ACTOR, action=names.DISPATCH_SUPPRESSED, object_type="dispatch", object_id=row.id,
+    audit.record(session, actor=actor, action=names.DISPATCH_SUPPRESSED, object_type="dispatch", object_id=row.id,
                  details={"letter_id": letter.id, "channel": row.channel, "detail": reason})
 
 
@@ -68,7 +69,7 @@ def on_consent_recorded(session: Session, event: OutboxEvent) -> None:
     touched: dict[str, Letter] = {}
     for row, letter in rows:
         if (reason := consent_withdrawn(session, settings, row, letter)) is not None:
-            suppress(session, row, letter, reason)
+            suppress(session, row, letter, reason, actor=SUBSCRIBER)
             touched[letter.id] = letter
     for letter in touched.values():
         refresh_status(session, letter)

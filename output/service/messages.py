@@ -269,7 +269,7 @@ def _render(parts: dict[str, str | None], context: dict[str, Any], *, locale: st
     if context.get("channel") == "sms" and link:
         # The SMS channel ends every text with the link, never shortened: out of the text goes the template's
         # copy, with anything stuck to it (a query string, a full stop).
-        text = re.sub(re.escape(link) + r"\S*", " ", text)
+        text = " ".join(re.sub(re.escape(link) + r"\S*", " ", text).split())
     source = parts["html_body"]
     page = render_message(_compiled("html", source, True), context, locale=locale) if source else \
         _html_of(text, link)

@@ -220,7 +220,9 @@ def update_matter(session: Session, *, actor: User, matter_id: str, name: Any = 
             changes[key] = value
     _range(changes.get("date_from", matter.date_from), changes.get("date_to", matter.date_to))
     if bates_prefix is not _UNSET:
-        changes["bates_prefix"] = _prefix(bates_prefix, changes.get("name", matter.name))
+        # null means "from the name": the new name's prefix, unless exports have fixed the prefix already.
+        changes["bates_prefix"] = matter.bates_prefix if bates_prefix is None and matter.next_bates > 1 else \
+            _prefix(bates_prefix, changes.get("name", matter.name))
         if changes["bates_prefix"] != matter.bates_prefix and matter.next_bates > 1:
             raise MatterStateError(f"matter {matter_id} has Bates-numbered exports under {matter.bates_prefix}; the "
                                    "prefix can no longer change", matter_id=matter_id)

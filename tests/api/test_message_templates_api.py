@@ -123,7 +123,7 @@ def test_an_sms_preview_shows_the_text_the_provider_gets_before_its_link(client,
     shown = client.get(f"{URL}/{made['id']}/preview", headers=author.headers)
     assert shown.status_code == 200, shown.text
     # The channel appends the link itself, so the template's copy (and what stuck to it) is taken out.
-    assert shown.json()["text"] == "New letter L-SAMPLE-0001:   Thanks"
+    assert shown.json()["text"] == "New letter L-SAMPLE-0001: Thanks"
 
 
 def test_preview_with_a_sample_or_a_real_letter(client, author, make_user) -> None:  # noqa: ANN001
