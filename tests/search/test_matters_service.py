@@ -83,7 +83,9 @@ def test_open_update_and_close_a_matter_every_action_audited_and_chained(people)
     events = _events(matter_id)
     assert [(e.seq, e.actor, e.action) for e in events] == [(1, "rita", "created"), (2, "rita", "updated"),
                                                             (3, "rita", "closed")]
-    assert events[1].details == {"description": "Mis-selling claim"} and events[1].prev_hash == events[0].hash
+    assert events[1].details == {"description": "Mis-selling claim",
+                                 "previous": {"description": "Mis-selling complaint"}}
+    assert events[1].prev_hash == events[0].hash
     assert _verify(matter_id).ok and _verify(matter_id).checked == 3
 
     # A closed matter refuses every change, with nothing written.
