@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import BinaryIO
 
-from jinja2 import Template, meta, nodes
+from jinja2 import Environment, Template, meta, nodes
 from jinja2.exceptions import TemplateSyntaxError as JinjaSyntaxError
 from lxml import etree
 
@@ -77,23 +77,29 @@ class CompiledTemplate:
     bookmark_stride: int
 
 
-def _parse(part: str, source: str) -> _Source:
+def parse_checked(source: str, part: str, *, env: Environment = ENV,
+                  no_includes: str = "letters; use {{ block('name') }} for shared content") -> nodes.Template:
+    """The parsed template, refused (TemplateSyntaxError / TemplateSecurityError, saying where) when it does not
+    parse, includes, imports or extends (`no_includes` says what instead), or reads what the sandbox forbids."""
     try:
-        tree = ENV.parse(source)
+        tree = env.parse(source)
     except JinjaSyntaxError as exc:
-        raise syntax_error(ENV, exc, source, part) from None
+        raise syntax_error(env, exc, source, part) from None
     for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         tag, paragraph, line = node_location(source, node)
-        raise TemplateSyntaxError(f"include, import and extends are not available in letters ({part}); use "
-                                  "{{ block('name') }} for shared content", tag=tag, paragraph=paragraph, part=part,
-                                  line=line)
+        raise TemplateSyntaxError(f"include, import and extends are not available in {no_includes} ({part})",
+                                  tag=tag, paragraph=paragraph, part=part, line=line)
     found = unsafe_access(tree)
     if found:
         what, line = found
         tag, paragraph, line = node_location(source, _node_on_line(tree, line), "_")
         raise TemplateSecurityError(f"the template reads {what}, which the rendering sandbox forbids ({part})",
                                     tag=tag, paragraph=paragraph, part=part, line=line)
-    return _Source(part=part, source=source, tree=tree)
+    return tree
+
+
+def _parse(part: str, source: str) -> _Source:
+    return _Source(part=part, source=source, tree=parse_checked(source, part))
 
 
 def _node_on_line(tree: nodes.Template, line: int) -> nodes.Node:

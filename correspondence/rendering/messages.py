@@ -16,9 +16,9 @@ from jinja2 import Template, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateSyntaxError as JinjaSyntaxError
 
-from correspondence.errors import TemplateSecurityError, TemplateSyntaxError
-from correspondence.rendering.checks import unsafe_access
-from correspondence.rendering.locate import node_location, syntax_error
+from correspondence.errors import TemplateSyntaxError
+from correspondence.rendering.compiler import parse_checked
+from correspondence.rendering.locate import syntax_error
 from correspondence.rendering.render import render_errors
 from correspondence.rendering.sandbox import MIB, PIECE_COST, _make_environment
 from correspondence.rendering.state import RenderState, active, resolve_locale
@@ -51,22 +51,11 @@ def compile_message(source: str, *, part: str, html: bool = False) -> CompiledMe
     if len(source) > MAX_MESSAGE_SOURCE:
         raise TemplateSyntaxError(f"the {part} is longer than {MAX_MESSAGE_SOURCE:,} characters", part=part)
     env = _HTML if html else _TEXT
-    try:
-        tree = env.parse(source)
-    except JinjaSyntaxError as exc:
-        raise syntax_error(env, exc, source, part) from None
-    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
-        tag, paragraph, line = node_location(source, node)
-        raise TemplateSyntaxError(f"include, import and extends are not available in messages ({part})", tag=tag,
-                                  paragraph=paragraph, part=part, line=line)
+    tree = parse_checked(source, part, env=env, no_includes="messages")
     for call in tree.find_all(nodes.Call):
         if isinstance(call.node, nodes.Name) and call.node.name in ("image", "block", "slot"):
             raise TemplateSyntaxError(f"{call.node.name}() is for letters, not for the {part} of a message",
                                       part=part, line=call.lineno)
-    found = unsafe_access(tree)
-    if found:
-        raise TemplateSecurityError(f"the {part} reads {found[0]}, which the rendering sandbox forbids", part=part,
-                                    line=found[1])
     try:
         template = env.from_string(source)
     except JinjaSyntaxError as exc:  # an unknown filter or test

@@ -36,26 +36,24 @@ limit below fails with TemplateSecurityError (a 422), before the memory is taken
   `self.<block>()` (PIECE_COST more per piece). So a loop cannot grow a value round after round: a `namespace`
   attribute doubled in a loop is refused by `~` at 1 Mi, one grown a little each round by this budget.
 - `namespace()` attributes hold at most MAX_VALUE characters or items each.
-- Steps and time: every run of a block body (a loop round, an `if` branch taken, a macro or call block) and
-  every item a loop or `range()` hands out (loop filters and filters like `|sort` included) counts against
-  MAX_STEPS (1,000,000) per letter, and each step checks the letter's time limit (RenderState.time_limit,
-  state.MAX_SECONDS by default; message templates, which no approver reads before they are sent, get less). So a loop
-  that prints nothing still stops, and so does a loop whose every round is slow.
-Not bounded: the CPU time of one operation between two steps (what it can make is bounded by the limits above,
-so it is a fraction of a second); the memory of parsing and
-compiling a template, which grows with its size (MAX_TEMPLATE_BYTES in the compiler), and list, tuple and dict
-literals, which hold only references and are as many as the template writes; the caller's data; the few times
-MAX_VALUE that one operation may take before its result is checked (escaping 1 Mi ampersands makes 5 Mi
-characters); and a batch as a whole (render_many holds up to MAX_OUTPUT per letter, times the number of letters, in
-memory unless it is given a file to write to).
+- Steps and time: every run of a block body (a loop round, an `if` branch taken, a macro or call block) and every
+  item a loop or `range()` hands out (loop filters and filters like `|sort` included) counts against
+  steps.MAX_STEPS (1,000,000) per letter, and each step checks the letter's time limit (RenderState.time_limit,
+  state.MAX_SECONDS by default; message templates, which no approver reads before they are sent, get less). So a
+  loop that prints nothing still stops, and so does a loop whose every round is slow.
+Not bounded: the CPU time of one operation between two steps (what it can make is bounded by the limits above, so
+it is a fraction of a second); the memory of parsing and compiling a template, which grows with its size
+(MAX_TEMPLATE_BYTES in the compiler), and list, tuple and dict literals, which hold only references and are as many
+as the template writes; the caller's data; the few times MAX_VALUE that one operation may take before its result is
+checked (escaping 1 Mi ampersands makes 5 Mi characters); and a batch as a whole (render_many holds up to
+MAX_OUTPUT per letter, times the number of letters, in memory unless it is given a file to write to).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from decimal import Decimal
 from functools import update_wrapper
 from types import BuiltinMethodType, MethodType
@@ -76,13 +74,14 @@ from jinja2.filters import (
     sync_do_slice,
 )
 from jinja2.runtime import Macro
-from jinja2.sandbox import ImmutableSandboxedEnvironment, safe_range
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 from markupsafe import Markup
 
 from correspondence.rendering.filters import FILTERS
 from correspondence.rendering.images import image
 from correspondence.rendering.state import active_state
+from correspondence.rendering.steps import counted_range, step
 
 MIB = 1024 * 1024
 MAX_OUTPUT = 20 * MIB
@@ -92,7 +91,6 @@ MAX_REPEAT = 100_000
 MAX_EXPONENT = 1_000
 MAX_WIDTH = 1_000
 MAX_INT_BITS = 65_536
-MAX_STEPS = 1_000_000
 PIECE_COST = 16  # what a piece of output or buffered text costs beyond its characters (the list slot holding it)
 _INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # %-formats with a width or precision of 4+ digits or from an argument (*); {}-formats with 4+ digits after the
@@ -195,20 +193,6 @@ def _spend(amount: int) -> None:
         if state.built > MAX_BUILT:
             raise SecurityError(f"the template makes more than {MAX_BUILT // MIB} Mi characters of text and values "
                                 "while rendering one letter, more than the sandbox allows")
-
-
-def _step() -> None:
-    """Count one step (a block body run, an item looped over) against MAX_STEPS and the time limit of the letter
-    being rendered."""
-    state = active_state()
-    if state is not None:
-        state.steps += 1
-        if state.steps > MAX_STEPS:
-            raise SecurityError(f"the template runs more than {MAX_STEPS:,} loop rounds, branches or macro calls "
-                                "for one letter, more than the sandbox allows")
-        if time.monotonic() - state.started > state.time_limit:
-            raise SecurityError(f"the template takes longer than {state.time_limit:g} s to render one letter, "
-                                "more than the sandbox allows")
 
 
 def _made(value: Any, what: str = "the result") -> Any:
@@ -369,41 +353,6 @@ class LetterCodeGenerator(CodeGenerator):
         self.write("))")
 
 
-class _CountedRange(Sequence[int]):
-    """range() as the sandbox gives it: at most MAX_RANGE items, each a step when iterated (by a loop or a filter
-    such as |sort or |max); length, indexing and `in` cost nothing."""
-
-    __slots__ = ("_range",)
-
-    def __init__(self, inner: range) -> None:
-        self._range = inner
-
-    def __len__(self) -> int:
-        return len(self._range)
-
-    def __getitem__(self, index: Any) -> Any:
-        found = self._range[index]
-        return _CountedRange(found) if isinstance(found, range) else found
-
-    def __contains__(self, value: object) -> bool:
-        return value in self._range
-
-    def __iter__(self) -> Iterator[int]:
-        for item in self._range:
-            _step()
-            yield item
-
-    def __reversed__(self) -> Iterator[int]:
-        return iter(_CountedRange(self._range[::-1]))
-
-    def __repr__(self) -> str:
-        return repr(self._range)
-
-
-def _counted_range(*args: int) -> _CountedRange:
-    return _CountedRange(safe_range(*args))
-
-
 # Filters replaced by bounded versions (the rest are wrapped by _guard_filter only).
 
 def _center(value: str, width: int = 80) -> str:
@@ -561,13 +510,13 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
         return _made(join(parts), "joining these values with ~")
 
     def step(self) -> None:
-        """Count one step (a block body run) for the letter being rendered (see _step)."""
-        _step()
+        """Count one step (a block body run) for the letter being rendered (steps.step)."""
+        step()
 
     def counted(self, iterable: Any) -> Iterator[Any]:
         """What a `{% for %}` loops over, one step per item (its `if` filter runs outside any block body)."""
         for item in iterable:
-            _step()
+            step()
             yield item
 
     def new_buffer(self) -> list[str]:
@@ -607,7 +556,7 @@ def _make_environment(*, autoescape: bool = True) -> LetterEnvironment:
     env.globals.pop("lipsum", None)
     env.globals["image"] = image
     env.globals["namespace"] = LetterNamespace
-    env.globals["range"] = _counted_range
+    env.globals["range"] = counted_range
     env.filters.pop("urlize", None)
     env.filters.update(FILTERS)
     env.filters.update(center=_center, indent=_indent, format=_format, replace=_replace, join=_join,

@@ -53,7 +53,7 @@ class RenderState:
     part: str = "word/document.xml"
     output: int = 0  # characters of XML rendered for the current letter (sandbox.MAX_OUTPUT)
     built: int = 0   # characters and items the template made for the current letter (sandbox.MAX_BUILT)
-    steps: int = 0   # block bodies run and items looped over for the current letter (sandbox.MAX_STEPS)
+    steps: int = 0   # block bodies run and items looped over for the current letter (steps.MAX_STEPS)
     time_limit: float = MAX_SECONDS  # seconds one letter may take to render (sandbox: checked at every step)
     started: float = field(default_factory=time.monotonic)  # when the current letter began
     media: dict[bytes, Media] = field(default_factory=dict)
