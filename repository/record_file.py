@@ -185,22 +185,23 @@ class RecordFile:
         the rows are read, so the check bounds that memory as MAX_LINE bounds a JSON Lines row)."""
         depth, seen_array, position, started, values = 0, False, 0, 0, 0
         self.stream.seek(self._body_start())
+        reader = _Counted(self.stream)
         try:
-            for _prefix, event, _value in ijson.parse(self.stream, use_float=True):
+            for _prefix, event, _value in ijson.parse(reader, use_float=True):
                 if depth == 0 and event not in ("start_array", "end_array"):
                     raise InvalidInputError("the file is JSON but not an array of objects", field="file")
                 seen_array = seen_array or event == "start_array"
                 if depth == 1 and event != "end_array":  # an element starts
-                    position, started, values = position + 1, self.stream.tell(), 0
+                    position, started, values = position + 1, reader.read_so_far, 0
                 values += 1
-                if depth >= 1 and (values > MAX_ELEMENT_EVENTS or self.stream.tell() - started > _ELEMENT_BYTES):
+                if depth >= 1 and (values > MAX_ELEMENT_EVENTS or reader.read_so_far - started > _ELEMENT_BYTES):
                     raise InvalidInputError(f"element {position} of the array is larger than {MAX_LINE // 1024} KiB "
                                             f"or {MAX_ELEMENT_EVENTS:,} values; nothing was read from the file",
                                             field="file")
                 depth += event in ("start_array", "start_map")
                 depth -= event in ("end_array", "end_map")
         except ijson.JSONError as exc:
-            where = f" near byte {self.stream.tell():,}" if self.stream.seekable() else ""
+            where = f" near byte {reader.read_so_far:,}"
             reason = (str(exc).splitlines() or [type(exc).__name__])[0].strip()
             raise InvalidInputError(f"the file is not a well-formed JSON array{where}: {reason}; nothing was read "
                                     "from it", field="file") from None
@@ -258,14 +259,17 @@ class RecordFile:
 
 
 class _Counted:
-    """The stream as ijson reads it, adding what it reads to the file's bytes_read (for progress)."""
+    """The stream as ijson reads it, counting what it has read (positions without a system call per value); the
+    rows' reader adds it to the file's bytes_read too (for progress)."""
 
-    def __init__(self, stream: BinaryIO, owner: RecordFile) -> None:
-        self.stream, self.owner = stream, owner
+    def __init__(self, stream: BinaryIO, owner: RecordFile | None = None) -> None:
+        self.stream, self.owner, self.read_so_far = stream, owner, 0
 
     def read(self, size: int = -1) -> bytes:
         data = self.stream.read(size)
-        self.owner.bytes_read += len(data)
+        self.read_so_far += len(data)
+        if self.owner is not None:
+            self.owner.bytes_read += len(data)
         return data
 
 

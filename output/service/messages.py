@@ -96,9 +96,10 @@ def _may_read(session: Session, actor: User) -> bool:
 
 
 def _require_write(session: Session, actor: User, template_id: str | None, what: str) -> None:
-    if not _may_read(session, actor):
+    doc_type = _template_type(session)
+    if not can_read(actor, doc_type):
         raise deny_read(actor, "message_template", template_id or "list")
-    if not can_write(actor, _template_type(session)):
+    if not can_write(actor, doc_type):
         raise deny_write(actor, "message_template", template_id, what)
 
 

@@ -57,35 +57,30 @@ def categories(value: str) -> set[str]:
     return {part.strip().lower() for part in value.split(",") if part.strip()}
 
 
+def _for_category(setting: str, category: str) -> str | None:
+    """The value a "category=value; value" setting gives a category: its own entry, else the general one."""
+    general = None
+    for entry in setting.split(";"):
+        if not entry.strip():
+            continue
+        name, _, value = entry.strip().rpartition("=")
+        if name.strip().lower() == category:
+            return value.strip()
+        if not name:
+            general = value.strip()
+    return general
+
+
 def fallback_chain(settings: Settings, category: str) -> list[str]:
     """The fallback chain configured for a category (a category entry wins over the general one)."""
-    general: list[str] = []
-    for entry in settings.fallback.split(";"):
-        entry = entry.strip()
-        if not entry:
-            continue
-        name, _, chain = entry.rpartition("=")
-        channels = [c.strip().lower() for c in chain.split(">") if c.strip()]
-        if name.strip().lower() == category:
-            return channels
-        if not name:
-            general = channels
-    return general
+    chain = _for_category(settings.fallback, category) or ""
+    return [c.strip().lower() for c in chain.split(">") if c.strip()]
 
 
 def marketing_cap(settings: Settings, category: str) -> tuple[int, int]:
     """(letters, days) the cap allows for a marketing category (a category entry wins over the general one)."""
-    general = (4, 30)
-    for entry in settings.marketing_cap.split(";"):
-        name, _, cap = entry.strip().rpartition("=")
-        if not cap.strip():
-            continue
-        count, _, days = cap.strip().partition("/")
-        if name.strip().lower() == category:
-            return int(count), int(days or 30)
-        if not name:
-            general = (int(count), int(days or 30))
-    return general
+    count, _, days = (_for_category(settings.marketing_cap, category) or "4/30").partition("/")
+    return int(count), int(days or 30)
 
 
 def sensitive(settings: Settings, category: str) -> bool:

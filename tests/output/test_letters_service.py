@@ -305,17 +305,11 @@ def test_consent_withdrawn_before_the_send_suppresses_the_queued_message(people,
     assert _rows(transactional.id)["email"].state == "sent" and len(smtp.messages) == 1
 
 
-def _not_due(letter_id: str, channel: str) -> None:
-    """Hold a ledger row back (as if another dispatcher's claim had not reached it yet)."""
+def _due_in(letter_id: str, channel: str, delay: dt.timedelta) -> None:
+    """Move a ledger row's next attempt (a day ahead holds it back, as if no dispatcher's claim had reached it)."""
     with transaction() as s:
         s.execute(update(Dispatch).where(Dispatch.letter_id == letter_id, Dispatch.channel == channel)
-                  .values(next_attempt_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1)))
-
-
-def _due(letter_id: str, channel: str) -> None:
-    with transaction() as s:
-        s.execute(update(Dispatch).where(Dispatch.letter_id == letter_id, Dispatch.channel == channel)
-                  .values(next_attempt_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)))
+                  .values(next_attempt_at=dt.datetime.now(dt.UTC) + delay))
 
 
 def test_the_linked_portal_row_follows_its_sms_at_send_time(people, template, sms_provider) -> None:  # noqa: ANN001, F811
@@ -329,7 +323,7 @@ def test_the_linked_portal_row_follows_its_sms_at_send_time(people, template, sm
     _consent(admin, customer_id, "marketing")
     # The SMS is refused when it is claimed: its queued portal row goes with it.
     held = _letter(people["author"], customer_id, category="marketing")
-    _not_due(held.id, "portal")
+    _due_in(held.id, "portal", dt.timedelta(days=1))
     _consent(admin, customer_id, "marketing-sms", granted=False, source="STOP reply")
     output.dispatch_due()
     rows = _rows(held.id)
@@ -337,12 +331,12 @@ def test_the_linked_portal_row_follows_its_sms_at_send_time(people, template, sm
     # An SMS already sent keeps the letter it links to, whatever is withdrawn after.
     _consent(admin, customer_id, "marketing-sms", source="web form")
     sent = _letter(people["author"], customer_id, category="marketing")
-    _not_due(sent.id, "portal")
+    _due_in(sent.id, "portal", dt.timedelta(days=1))
     output.dispatch_due()
     assert _rows(sent.id)["sms"].state == "sent"
     _consent(admin, customer_id, "marketing-sms", granted=False, source="STOP reply")
     events.deliver_pending(get_engine())
-    _due(sent.id, "portal")
+    _due_in(sent.id, "portal", -dt.timedelta(seconds=1))
     output.dispatch_due()
     assert _rows(sent.id)["portal"].state == "delivered"
 
