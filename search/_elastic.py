@@ -20,7 +20,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 from sqlalchemy.orm import Session
 
-from search._elastic_query import MAPPINGS, SETTINGS, request, source
+from search._elastic_query import MAPPINGS, SETTINGS, requests, source
 from search.backend import Hit, IndexDoc, SearchQuery, SearchResult
 from search.errors import SearchBackendError, SearchError, SearchUnavailableError
 
@@ -33,22 +33,26 @@ _IGNORED_ON_DELETE = (404,)  # already gone
 _IDS_PER_REQUEST = 1000
 
 
-@contextmanager
-def _calls(what: str) -> Iterator[None]:
-    """Elasticsearch failures as search errors: unreachable or overloaded → SearchUnavailableError; a request it
+def _refusal(status: int, message: str, what: str) -> SearchError:
+    """The search error for an answer Elasticsearch refused: overloaded → SearchUnavailableError; a request it
     calls bad (400) → SearchError; any other refusal or failure (401, 403, 5xx...) is on the server's side →
     SearchBackendError."""
+    if status in _RETRY_STATUS:
+        return SearchUnavailableError(f"Elasticsearch is overloaded ({what}): {message}", retry_after=5)
+    if status == _BAD_REQUEST:
+        return SearchError(f"Elasticsearch refused {what}: {message} ({status})")
+    return SearchBackendError(f"Elasticsearch failed {what}: {message} ({status})")
+
+
+@contextmanager
+def _calls(what: str) -> Iterator[None]:
+    """Elasticsearch failures as search errors (unreachable → SearchUnavailableError; refusals: `_refusal`)."""
     try:
         yield
     except TransportError as exc:  # connection refused, reset, timed out
         raise SearchUnavailableError(f"Elasticsearch is unreachable ({what}): {exc}", retry_after=5) from exc
     except ApiError as exc:
-        if exc.meta.status in _RETRY_STATUS:
-            raise SearchUnavailableError(f"Elasticsearch is overloaded ({what}): {exc.message}",
-                                         retry_after=5) from exc
-        if exc.meta.status == _BAD_REQUEST:
-            raise SearchError(f"Elasticsearch refused {what}: {exc.message} ({exc.meta.status})") from exc
-        raise SearchBackendError(f"Elasticsearch failed {what}: {exc.message} ({exc.meta.status})") from exc
+        raise _refusal(exc.meta.status, exc.message, what) from exc
 
 
 class ElasticBackend:
@@ -68,6 +72,7 @@ class ElasticBackend:
                                     request_timeout=settings.elasticsearch_timeout_seconds, max_retries=2,
                                     retry_on_timeout=True, retry_on_status=_RETRY_STATUS)
         self._ready = False
+        self._year_field = True  # the live index was made by this version's mappings (it has `year`)
 
     # -- the protocol ---------------------------------------------------------------------------------------
 
@@ -87,22 +92,32 @@ class ElasticBackend:
                    ignore=_IGNORED_ON_DELETE)
 
     def search(self, session: Session, query: SearchQuery) -> SearchResult:
-        """Run a query: one _search request with hits, highlights, total and facet aggregations."""
+        """Run a query: one _msearch with the page (hits, snippets, total) and the facets
+        (`_elastic_query.requests`)."""
         if not query.type_ids:
             return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
         self._ensure()
-        try:
-            with _calls("the search"):
-                resp = self.client.search(index=self.alias, body=request(query))
-        except SearchError as exc:
-            if isinstance(exc.__cause__, ApiError) and exc.__cause__.meta.status == 404:
-                self._ready = False  # the alias was deleted behind our back: re-create it on the next call
-                raise SearchUnavailableError(f"the search index {self.alias} is missing; it is re-created empty on "
-                                             "the next call: run postroom reindex", retry_after=5) from exc
-            raise
+        bodies = requests(query, year_field=self._year_field)
+        with _calls("the search"):
+            resp = self.client.msearch(index=self.alias, searches=[part for body in bodies for part in ({}, body)])
+        answers = [self._answer(item) for item in resp["responses"]]
+        page = answers[0]
         hits = [Hit(document_id=h["_id"], score=float(h.get("_score") or 0.0), snippet=_snippet(h),
-                    title=h["_source"].get("title", "")) for h in resp["hits"]["hits"]]
-        return SearchResult(hits, resp["hits"]["total"]["value"], _facets(resp) if query.facets else {})
+                    title=h["_source"].get("title", "")) for h in page["hits"]["hits"]]
+        aggs = {name: agg for answer in answers for name, agg in answer.get("aggregations", {}).items()}
+        return SearchResult(hits, page["hits"]["total"]["value"], _facets(aggs) if query.facets else {})
+
+    def _answer(self, item: dict[str, Any]) -> dict[str, Any]:
+        """One answer of an _msearch, or the search error its refusal means."""
+        if "error" not in item:
+            return item
+        error, status = item["error"], item.get("status", 500)
+        message = error.get("reason", str(error)) if isinstance(error, dict) else str(error)
+        if status == 404:
+            self._ready = False  # the alias was deleted behind our back: re-create it on the next call
+            raise SearchUnavailableError(f"the search index {self.alias} is missing; it is re-created empty on "
+                                         "the next call: run postroom reindex", retry_after=5)
+        raise _refusal(status, message, "the search")
 
     def revisions(self, session: Session, document_ids: list[str]) -> dict[str, int]:
         """The indexed revision per document id (a realtime get: no refresh needed)."""
@@ -171,7 +186,27 @@ class ElasticBackend:
                 for name in names[1:]:
                     self.client.indices.delete(index=name, ignore_unavailable=True)
                 log.info("created Elasticsearch index %s behind alias %s", mine, self.alias)
+            self._year_field = self._add_new_fields()
         self._ready = True
+
+    def _add_new_fields(self) -> bool:
+        """Add the fields of MAPPINGS that an index made by an earlier version lacks (writes send them and the
+        mapping is strict); say whether the live index was made by these mappings (`_meta.mappings`). An older
+        one's documents get the new fields when `postroom reindex` rebuilds it; until then the year facet is
+        counted from created_at."""
+        live = set(self.client.indices.get_alias(name=self.alias))
+        current = True
+        for name, mapping in self.client.indices.get_mapping(index=self._targets()).items():
+            have = mapping["mappings"].get("properties", {})
+            missing = {k: v for k, v in MAPPINGS["properties"].items() if k not in have}
+            if missing:
+                self.client.indices.put_mapping(index=name, properties=missing)
+                log.warning("Elasticsearch index %s predates the fields %s: added them; run postroom reindex so "
+                            "that every document has them", name, ", ".join(sorted(missing)))
+            version = mapping["mappings"].get("_meta", {}).get("mappings", 1)
+            if name in live and version < MAPPINGS["_meta"]["mappings"]:
+                current = False
+        return current
 
     def _targets(self) -> list[str]:
         with _calls("checking for a rebuild"):
@@ -236,6 +271,7 @@ class ElasticRebuild:
                 *({"remove": {"index": name, "alias": alias}} for name in old)])
             for name in old:
                 client.indices.delete(index=name, ignore_unavailable=True)
+        self.backend._year_field = True  # the new index was made with this version's mappings
         log.info("Elasticsearch alias %s now points at %s (dropped %s)", alias, self.index, ", ".join(old) or "-")
 
     def abort(self, session: Session) -> None:
@@ -253,11 +289,8 @@ def _snippet(hit: dict[str, Any]) -> str:
     return " ".join(best.split())
 
 
-def _facets(resp: dict[str, Any]) -> dict[str, dict[str, int]]:
-    aggs = resp.get("aggregations", {})
+def _facets(aggs: dict[str, Any]) -> dict[str, dict[str, int]]:
+    def buckets(name: str) -> dict[str, int]:
+        return {str(b.get("key_as_string", b["key"])): b["doc_count"] for b in aggs.get(name, {}).get("buckets", [])}
 
-    def buckets(name: str, key: str = "key") -> dict[str, int]:
-        return {str(b[key]): b["doc_count"] for b in aggs.get(name, {}).get("buckets", [])}
-
-    return {"document_type": buckets("document_type"), "year": buckets("year", "key_as_string"),
-            "customer": buckets("customer")}
+    return {"document_type": buckets("document_type"), "year": buckets("year"), "customer": buckets("customer")}

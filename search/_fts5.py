@@ -14,12 +14,11 @@ import sqlite3
 from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from repository.models import DocumentType
 from search import _fts5_ranking as _ranking
 from search import _sql
 from search._columns import KEEP_CHANGES, StaleColumnsError, columns_for
 from search._render import CLOSE, OPEN, fts5, safe_snippet
-from search.backend import IndexDoc, SearchQuery, SearchResult
+from search.backend import IndexDoc, SearchQuery, SearchResult, TypeScope
 from search.models import SearchEntry
 
 _MATCH = literal_column("search_fts")
@@ -52,8 +51,7 @@ class Fts5Backend:
         """Match with FTS5 (filters included), facet from the facet columns, rank by bm25 (title weighted x4)."""
         if query.expr is None or not query.type_ids:
             return _sql.run(session, query, matched=None, score=None, snippets=None)
-        all_types = set(session.execute(select(DocumentType.id)).scalars())
-        match, exact_dates = _match(query, all_types)
+        match, exact_dates = _match(query)
         if not query.meta:
             try:
                 return _search_columns(session, query, match, exact_dates)
@@ -82,17 +80,16 @@ def _new_year(when: dt.datetime) -> bool:
     return when == dt.datetime(when.year, 1, 1, tzinfo=dt.UTC)
 
 
-def _match(query: SearchQuery, all_types: set[str]) -> tuple[str, bool]:
+def _match(query: SearchQuery) -> tuple[str, bool]:
     """The FTS5 expression for the words and the filters, and whether the date range still needs checking row
     by row (it is not whole UTC years, or spans too many of them to list)."""
     assert query.expr is not None
     parts = ["{title body} : " + fts5(query.expr)]
     if query.customer_id is not None:
         parts.append("tags : " + tag("c", query.customer_id))
-    wanted = sorted(set(query.type_ids) & all_types)
-    others = sorted(all_types - set(query.type_ids))
-    if others and len(wanted) <= len(others):
-        parts.append("tags : (" + " OR ".join(tag("t", t) for t in wanted) + ")")
+    scope = TypeScope.of(query)
+    if scope.wanted:
+        parts.append("tags : (" + " OR ".join(tag("t", t) for t in scope.wanted) + ")")
     exact_dates = query.created_from is not None or query.created_to is not None
     start = query.created_from.astimezone(dt.UTC) if query.created_from else None
     end = query.created_to.astimezone(dt.UTC) if query.created_to else None
@@ -102,7 +99,7 @@ def _match(query: SearchQuery, all_types: set[str]) -> tuple[str, bool]:
             parts.append("tags : (" + " OR ".join(tag("y", y) for y in range(start.year, last + 1)) + ")")
             exact_dates = not (_new_year(start) and _new_year(end))
     expr = " AND ".join(parts)
-    excluded = [tag("t", t) for t in others] if others and len(wanted) > len(others) else []
+    excluded = [tag("t", t) for t in scope.others]
     if not query.include_restricted:
         excluded.append(tag("r", 1))
     if excluded:

@@ -38,6 +38,7 @@ class SearchQuery:
 
     expr: Node | None
     type_ids: list[str]
+    all_type_ids: frozenset[str] | None = None  # every type there is, when known: see TypeScope
     include_restricted: bool = False
     customer_id: str | None = None
     created_from: dt.datetime | None = None
@@ -59,6 +60,26 @@ class Hit:
     title: str
     text_status: str = "ok"  # filled from the database for the page shown (search.service)
     text_error: str | None = None
+
+
+@dataclass(frozen=True)
+class TypeScope:
+    """How a backend limits a query to its readable types: require `wanted`, or exclude `others`, whichever
+    lists fewer types; neither when every known type is readable (the clause would match everything)."""
+
+    wanted: list[str]
+    others: list[str]
+
+    @classmethod
+    def of(cls, query: SearchQuery) -> TypeScope:
+        """The scope for a query (the readable types listed when the query does not know every type)."""
+        readable = set(query.type_ids)
+        if query.all_type_ids is None:
+            return cls(sorted(readable), [])
+        others = sorted(query.all_type_ids - readable)
+        if not others:
+            return cls([], [])
+        return cls(sorted(readable), []) if len(readable) <= len(others) else cls([], others)
 
 
 @dataclass

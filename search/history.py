@@ -111,7 +111,9 @@ def _indexed_matches(session: Session, actor: User, customer_id: str, expr: ql.N
     """The customer's documents (letters included) the search index finds for the query."""
     if not type_ids:
         return []
-    query = SearchQuery(expr=expr, type_ids=type_ids, include_restricted=can_see_restricted(actor),
+    every_type = frozenset(session.execute(select(DocumentType.id)).scalars())
+    query = SearchQuery(expr=expr, type_ids=type_ids, all_type_ids=every_type,
+                        include_restricted=can_see_restricted(actor),
                         customer_id=customer_id, sort="newest", offset=0, limit=MAX_DEPTH, facets=False)
     try:
         result = get_backend().search(session, query)

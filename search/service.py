@@ -96,7 +96,8 @@ def search(session: Session, *, actor: User, q: str | None = None, document_type
     if offset + limit > MAX_DEPTH:
         raise InvalidInputError(f"results are paged up to the first {MAX_DEPTH}; narrow the query", field="cursor")
     type_ids, names = _readable_types(session, actor, document_type)
-    query = SearchQuery(expr=expr, type_ids=type_ids, include_restricted=can_see_restricted(actor),
+    query = SearchQuery(expr=expr, type_ids=type_ids, all_type_ids=frozenset(names),
+                        include_restricted=can_see_restricted(actor),
                         customer_id=customer_id, created_from=created_from, created_to=created_to, meta=meta,
                         sort=sort, offset=offset, limit=limit, facets=facets)
     try:

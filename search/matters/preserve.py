@@ -104,8 +104,9 @@ def _ordered(session: Session, where: list[ColumnElement[bool]], ids: set[str] |
 def _index_hits(session: Session, saved: MatterSearch) -> set[str]:
     """Every document the index matches for the saved query and filters, whatever the caller may read."""
     type_id = _type_id(session, saved)
-    type_ids = [type_id] if type_id else list(session.execute(select(DocumentType.id)).scalars())
-    query = SearchQuery(expr=parse(saved.q), type_ids=type_ids, include_restricted=True,
+    every_type = frozenset(session.execute(select(DocumentType.id)).scalars())
+    type_ids = [type_id] if type_id else sorted(every_type)
+    query = SearchQuery(expr=parse(saved.q), type_ids=type_ids, all_type_ids=every_type, include_restricted=True,
                         customer_id=saved.customer_id, created_from=saved.created_from, created_to=saved.created_to,
                         meta=saved.meta or {}, sort="oldest", limit=PAGE, facets=False)
     backend, found, offset = get_backend(), set(), 0

@@ -11,13 +11,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from elasticsearch import Elasticsearch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from search._elastic import ElasticBackend
-from search._elastic_query import source, words
-from search.backend import IndexDoc, SearchQuery
-from search.errors import SearchUnavailableError
+from search._elastic_query import MAPPINGS, source, words
+from search.backend import IndexDoc, SearchQuery, TypeScope
+from search.errors import SearchError, SearchUnavailableError
 from search.query import parse, words_of
 from tests.search.elastic_support import backend_for, dead_url, drop_indices, es_backend, es_url, new_alias
 
@@ -124,6 +125,35 @@ def test_filters_are_access_control_and_narrowing(corpus) -> None:  # noqa: ANN0
     assert _ids(corpus, meta={"branch": "hull"}) == set()
 
 
+def test_the_type_scope_lists_the_fewer_types() -> None:
+    every = frozenset(TYPES)
+    assert TypeScope.of(_query(type_ids=TYPES, all_type_ids=every)) == TypeScope([], [])  # nothing to limit
+    assert TypeScope.of(_query(type_ids=["t-letter", "t-memo"], all_type_ids=every)) == TypeScope([], ["t-hr"])
+    assert TypeScope.of(_query(type_ids=["t-memo"], all_type_ids=every)) == TypeScope(["t-memo"], [])
+    assert TypeScope.of(_query(type_ids=TYPES)) == TypeScope(sorted(TYPES), [])  # every type unknown: list them
+
+
+@pytest.mark.parametrize("readable", [TYPES, ["t-letter", "t-memo"], ["t-hr", "t-memo"], ["t-memo"]])
+@pytest.mark.parametrize("include_restricted", [False, True])
+def test_excluding_the_unreadable_types_finds_what_listing_the_readable_ones_does(
+        corpus, readable, include_restricted) -> None:  # noqa: ANN001
+    every = frozenset(TYPES)
+    for q in (None, "loan* OR salary OR minutes"):
+        listed = corpus.search(None, _query(q, type_ids=readable, include_restricted=include_restricted))
+        scoped = corpus.search(None, _query(q, type_ids=readable, include_restricted=include_restricted,
+                                            all_type_ids=every))
+        assert {h.document_id for h in scoped.hits} == {h.document_id for h in listed.hits}
+        assert (scoped.total, scoped.facets) == (listed.total, listed.facets)
+        assert listed.total > 0
+        assert ("secret" in {h.document_id for h in scoped.hits}) == (include_restricted and "t-hr" in readable)
+
+
+def test_a_request_elasticsearch_refuses_is_the_callers_error(corpus) -> None:  # noqa: ANN001
+    with pytest.raises(SearchError, match="refused the search") as refused:
+        corpus.search(None, _query(offset=10_000, limit=20))  # past the node's result window
+    assert type(refused.value) is SearchError  # not "unavailable" (retry) nor a server fault
+
+
 def test_facets_count_types_years_and_customers(corpus) -> None:  # noqa: ANN001
     result = corpus.search(None, _query())
     assert result.total == 7
@@ -159,6 +189,8 @@ def test_mappings_and_word_analysis(corpus) -> None:  # noqa: ANN001
         "document_id": "keyword", "document_type_id": "keyword", "customer_id": "keyword",
         "text_status": "keyword", "created_at": "date", "metadata": "flattened", "restricted": "boolean",
         "revision": "long"}
+    assert props["year"]["type"] == "keyword" and mapping["_meta"] == MAPPINGS["_meta"]
+    assert props["title_words"]["index_phrases"] and props["body_words"]["index_phrases"]
     assert props["title"]["type"] == "text" and props["title"]["fields"]["keyword"]["type"] == "keyword"
     text = "Crème brûlée — O'Brien's E-MAIL: 3.14 Ärger naïve FAÇADE Straße 東京都 x_y"
     indexed = source(_doc("x", text, text))
@@ -245,6 +277,42 @@ def test_rebuild_swaps_the_alias_while_searches_keep_answering(es_backend) -> No
     assert es_backend.live_index() != old_index
     assert not es_backend.client.indices.exists(index=old_index)  # dropped after the swap
     assert not es_backend.client.indices.exists_alias(name=es_backend.building)
+
+
+def test_an_index_made_by_an_earlier_version_keeps_working_until_reindexed() -> None:
+    alias = new_alias()
+    client = Elasticsearch(es_url(), request_timeout=30)
+    old_properties = {k: v for k, v in MAPPINGS["properties"].items() if k != "year"}
+    old_properties |= {k: {"type": "text", "analyzer": "whitespace"} for k in ("title_words", "body_words")}
+    client.indices.create(index=f"{alias}-00000000000000000000", aliases={alias: {}},
+                          mappings={"dynamic": "strict", "_source": MAPPINGS["_source"], "properties": old_properties})
+    old_source = {k: v for k, v in source(_doc("old", "Old", "archived letter", created="2023-05-05T00:00:00")).items()
+                  if k != "year"}
+    client.index(index=alias, id="old", document=old_source, refresh=True)
+    backend = backend_for(es_url(), alias)
+    try:
+        backend.upsert(None, [_doc("new", "New", "fresh letter", created="2025-05-05T00:00:00")])  # strict: no error
+        backend.refresh()
+        result = backend.search(None, _query('"archived letter" OR "fresh letter"'))
+        assert result.total == 2 and result.facets["year"] == {"2025": 1, "2023": 1}  # counted from created_at
+        started_again = backend_for(es_url(), alias)  # the index has `year` now, but not every document does
+        assert started_again.search(None, _query('"archived letter"')).facets["year"] == {"2023": 1}
+        started_again.close()
+        rebuild = backend.rebuild(None)
+        rebuild.upsert(None, [_doc("old", "Old", "archived letter", created="2023-05-05T00:00:00"),
+                              _doc("new", "New", "fresh letter", created="2025-05-05T00:00:00")])
+        rebuild.commit(None)
+        result = backend.search(None, _query('"archived letter" OR "fresh letter"'))
+        assert result.total == 2 and result.facets["year"] == {"2025": 1, "2023": 1}  # from the year field
+        restarted = backend_for(es_url(), alias)
+        assert restarted.search(None, _query('"archived letter"')).facets["year"] == {"2023": 1}
+        mapping = client.indices.get_mapping(index=alias)[backend.live_index()]["mappings"]
+        assert mapping["_meta"] == MAPPINGS["_meta"] and mapping["properties"]["body_words"]["index_phrases"]
+        restarted.close()
+    finally:
+        backend.close()
+        client.close()
+        drop_indices(alias)
 
 
 def test_an_aborted_rebuild_leaves_the_live_index(es_backend) -> None:  # noqa: ANN001
