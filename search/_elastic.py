@@ -72,7 +72,7 @@ class ElasticBackend:
                                     request_timeout=settings.elasticsearch_timeout_seconds, max_retries=2,
                                     retry_on_timeout=True, retry_on_status=_RETRY_STATUS)
         self._ready = False
-        self._year_field = True  # the live index was made by this version's mappings (it has `year`)
+        self.year_field = True  # the live index was made by this version's mappings (it has `year`)
 
     # -- the protocol ---------------------------------------------------------------------------------------
 
@@ -97,7 +97,7 @@ class ElasticBackend:
         if not query.type_ids:
             return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
         self._ensure()
-        bodies = requests(query, year_field=self._year_field)
+        bodies = requests(query, year_field=self.year_field)
         with _calls("the search"):
             resp = self.client.msearch(index=self.alias, searches=[part for body in bodies for part in ({}, body)])
         answers = [self._answer(item) for item in resp["responses"]]
@@ -186,7 +186,7 @@ class ElasticBackend:
                 for name in names[1:]:
                     self.client.indices.delete(index=name, ignore_unavailable=True)
                 log.info("created Elasticsearch index %s behind alias %s", mine, self.alias)
-            self._year_field = self._add_new_fields()
+            self.year_field = self._add_new_fields()
         self._ready = True
 
     def _add_new_fields(self) -> bool:
@@ -271,7 +271,7 @@ class ElasticRebuild:
                 *({"remove": {"index": name, "alias": alias}} for name in old)])
             for name in old:
                 client.indices.delete(index=name, ignore_unavailable=True)
-        self.backend._year_field = True  # the new index was made with this version's mappings
+        self.backend.year_field = True  # the new index was made with this version's mappings
         log.info("Elasticsearch alias %s now points at %s (dropped %s)", alias, self.index, ", ".join(old) or "-")
 
     def abort(self, session: Session) -> None:
