@@ -20,7 +20,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 from sqlalchemy.orm import Session
 
-from search._elastic_query import MAPPINGS, SETTINGS, requests, source
+from search._elastic_query import MAPPINGS, SETTINGS, search_bodies, source
 from search.backend import Hit, IndexDoc, SearchQuery, SearchResult
 from search.errors import SearchBackendError, SearchError, SearchUnavailableError
 
@@ -93,13 +93,22 @@ class ElasticBackend:
 
     def search(self, session: Session, query: SearchQuery) -> SearchResult:
         """Run a query: one _msearch with the page (hits, snippets, total) and the facets
-        (`_elastic_query.requests`)."""
+        (`_elastic_query.search_bodies`)."""
         if not query.type_ids:
             return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
         self._ensure()
-        bodies = requests(query, year_field=self.year_field)
-        with _calls("the search"):
-            resp = self.client.msearch(index=self.alias, searches=[part for body in bodies for part in ({}, body)])
+        bodies = search_bodies(query, year_field=self.year_field)
+        try:
+            with _calls("the search"):
+                resp = self.client.msearch(index=self.alias,
+                                           searches=[part for body in bodies for part in ({}, body)])
+        except SearchError as exc:
+            if isinstance(exc.__cause__, ApiError) and exc.__cause__.meta.status == 404:
+                raise self._missing() from exc
+            raise
+        if len(resp.get("responses", [])) != len(bodies):
+            raise SearchBackendError(f"Elasticsearch answered {len(resp.get('responses', []))} of the "
+                                     f"{len(bodies)} searches asked")
         answers = [self._answer(item) for item in resp["responses"]]
         page = answers[0]
         hits = [Hit(document_id=h["_id"], score=float(h.get("_score") or 0.0), snippet=_snippet(h),
@@ -112,12 +121,17 @@ class ElasticBackend:
         if "error" not in item:
             return item
         error, status = item["error"], item.get("status", 500)
-        message = error.get("reason", str(error)) if isinstance(error, dict) else str(error)
         if status == 404:
-            self._ready = False  # the alias was deleted behind our back: re-create it on the next call
-            raise SearchUnavailableError(f"the search index {self.alias} is missing; it is re-created empty on "
-                                         "the next call: run postroom reindex", retry_after=5)
+            raise self._missing()
+        if isinstance(error, dict):  # the first root cause says why ("all shards failed" says only that)
+            error = (error.get("root_cause") or [error])[0]
+        message = error.get("reason", str(error)) if isinstance(error, dict) else str(error)
         raise _refusal(status, message, "the search")
+
+    def _missing(self) -> SearchUnavailableError:
+        self._ready = False  # the alias was deleted behind our back: re-create it on the next call
+        return SearchUnavailableError(f"the search index {self.alias} is missing; it is re-created empty on the "
+                                      "next call: run postroom reindex", retry_after=5)
 
     def revisions(self, session: Session, document_ids: list[str]) -> dict[str, int]:
         """The indexed revision per document id (a realtime get: no refresh needed)."""

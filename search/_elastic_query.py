@@ -190,7 +190,7 @@ def _highlight(node: Node | None) -> dict[str, Any]:
             "fields": {"body": body, "title": title}}
 
 
-def requests(query: SearchQuery, *, year_field: bool = True) -> list[dict[str, Any]]:
+def search_bodies(query: SearchQuery, *, year_field: bool = True) -> list[dict[str, Any]]:
     """The _search bodies for a query (sent as one _msearch): the page with its total and snippets; then, when
     facets are asked for, the facets alone, counted without scores. Elasticsearch counts a facet of many distinct
     values (customers) on one thread, and a request holding one runs on one thread; asked apart, the page is

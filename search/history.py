@@ -107,11 +107,10 @@ def terms_match(node: ql.Node) -> ColumnElement[bool]:
 
 
 def _indexed_matches(session: Session, actor: User, customer_id: str, expr: ql.Node,
-                     type_ids: list[str]) -> list[str]:
+                     type_ids: list[str], every_type: frozenset[str]) -> list[str]:
     """The customer's documents (letters included) the search index finds for the query."""
     if not type_ids:
         return []
-    every_type = frozenset(session.execute(select(DocumentType.id)).scalars())
     query = SearchQuery(expr=expr, type_ids=type_ids, all_type_ids=every_type,
                         include_restricted=can_see_restricted(actor),
                         customer_id=customer_id, sort="newest", offset=0, limit=MAX_DEPTH, facets=False)
@@ -123,10 +122,10 @@ def _indexed_matches(session: Session, actor: User, customer_id: str, expr: ql.N
 
 
 def _text_filter(session: Session, actor: User, customer_id: str, expr: ql.Node,
-                 type_ids: list[str], kinds: Sequence[str]) -> ColumnElement[bool]:
+                 type_ids: list[str], every_type: frozenset[str], kinds: Sequence[str]) -> ColumnElement[bool]:
     conds = []
     if set(kinds) & set(INDEXED_KINDS):
-        ids = _indexed_matches(session, actor, customer_id, expr, type_ids)
+        ids = _indexed_matches(session, actor, customer_id, expr, type_ids, every_type)
         conds.append(and_(TimelineEntry.kind.in_(INDEXED_KINDS), TimelineEntry.document_id.in_(ids))
                      if ids else false())
     if set(kinds) - set(INDEXED_KINDS):
@@ -143,7 +142,8 @@ def customer_history(session: Session, *, actor: User, customer_id: str, kinds: 
     expr = ql.parse(q)
     get_customer(session, customer_id=customer_id)
     kinds = sorted(set(kinds)) if kinds else list(KINDS)
-    type_ids = [t.id for t in session.execute(select(DocumentType)).scalars() if can_read(actor, t)]
+    types = list(session.execute(select(DocumentType)).scalars())
+    type_ids = [t.id for t in types if can_read(actor, t)]
     stmt = (select(TimelineEntry).outerjoin(Document, Document.id == TimelineEntry.document_id)
             .where(TimelineEntry.customer_id == customer_id, TimelineEntry.kind.in_(kinds),
                    _visible(actor, type_ids)))
@@ -152,7 +152,8 @@ def customer_history(session: Session, *, actor: User, customer_id: str, kinds: 
     if at_to is not None:
         stmt = stmt.where(TimelineEntry.at < at_to)
     if expr is not None:
-        stmt = stmt.where(_text_filter(session, actor, customer_id, expr, type_ids, kinds))
+        stmt = stmt.where(_text_filter(session, actor, customer_id, expr, type_ids,
+                                       frozenset(t.id for t in types), kinds))
     if cursor:
         at, last = _decode(cursor)
         stmt = stmt.where(or_(TimelineEntry.at < at, and_(TimelineEntry.at == at, TimelineEntry.id < last)))

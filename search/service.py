@@ -106,25 +106,28 @@ def search(session: Session, *, actor: User, q: str | None = None, document_type
         raise
     except ConnectionError as exc:
         raise SearchUnavailableError("search is unavailable right now; retry shortly", retry_after=5) from exc
-    hits = _still_readable(session, actor, result.hits)
+    hits = _still_readable(session, actor, result.hits, type_ids)
     facets_out = dict(result.facets)
-    if "document_type" in facets_out:
-        facets_out["document_type"] = {names.get(k, k): v for k, v in facets_out["document_type"].items()}
+    if "document_type" in facets_out:  # only readable types: one created since `names` was read is not shown
+        facets_out["document_type"] = {names[k]: v for k, v in facets_out["document_type"].items()
+                                       if k in type_ids}
     more = offset + limit < min(result.total, MAX_DEPTH)
     return SearchPage(hits, result.total, facets_out, _cursor(offset + limit) if more else None)
 
 
-def _still_readable(session: Session, actor: User, hits: list[Hit]) -> list[Hit]:
-    """Drop hits the index has not caught up with (trashed, destroyed, restricted since): never show them. The
-    rest say how their text was extracted (a document whose text could not be read is found by its title and
-    metadata only)."""
+def _still_readable(session: Session, actor: User, hits: list[Hit], type_ids: list[str]) -> list[Hit]:
+    """Drop hits the index has not caught up with (trashed, destroyed, restricted since, of a type the caller may
+    not read): never show them. The rest say how their text was extracted (a document whose text could not be
+    read is found by its title and metadata only)."""
     if not hits:
         return hits
-    rows = session.execute(select(Document.id, Document.state, Document.restricted, SearchEntry.text_status,
-                                  SearchEntry.text_error)
+    rows = session.execute(select(Document.id, Document.state, Document.restricted, Document.document_type_id,
+                                  SearchEntry.text_status, SearchEntry.text_error)
                            .outerjoin(SearchEntry, SearchEntry.document_id == Document.id)
                            .where(Document.id.in_([h.document_id for h in hits]))).all()
-    allowed = {r.id: r for r in rows if r.state == "active" and (not r.restricted or can_see_restricted(actor))}
+    readable = set(type_ids)
+    allowed = {r.id: r for r in rows if r.state == "active" and r.document_type_id in readable
+               and (not r.restricted or can_see_restricted(actor))}
     return [dataclasses.replace(h, text_status=allowed[h.document_id].text_status or h.text_status,
                                 text_error=allowed[h.document_id].text_error)
             for h in hits if h.document_id in allowed]

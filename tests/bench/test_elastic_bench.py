@@ -242,7 +242,7 @@ def test_help_desk_queries_on_a_million_documents(monkeypatch, tmp_path) -> None
     from repository.migrate import upgrade
     from repository.models import DocumentType
     from search import service
-    from search._elastic_query import requests
+    from search._elastic_query import search_bodies
     from search.backend import SearchQuery, get_backend, reset_backends
     from tests.conftest import configure
     from tests.search.elastic_support import drop_indices, es_url, new_alias
@@ -276,7 +276,7 @@ def test_help_desk_queries_on_a_million_documents(monkeypatch, tmp_path) -> None
                               asked.append(query) or search(session, query))
                 with transaction(readonly=True) as session:
                     service.search(session, actor=user, **params)
-            floor = {"query": requests(asked[0])[0]["query"], "size": 20, "track_total_hits": False,
+            floor = {"query": search_bodies(asked[0])[0]["query"], "size": 20, "track_total_hits": False,
                      "_source": False}
             samples, floor_samples = [], []
             for _ in range(RUNS):  # interleaved, so both see the same moments of this machine

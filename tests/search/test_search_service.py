@@ -113,6 +113,26 @@ def test_results_only_hold_what_the_caller_may_read(corpus) -> None:  # noqa: AN
         assert search.search(session, actor=helpdesk, q="salary").total == 0
 
 
+def test_a_type_created_after_the_callers_types_were_read_is_not_shown(corpus, monkeypatch) -> None:  # noqa: ANN001
+    author, _, _ = corpus
+    with transaction() as session:
+        hr = service.create_type(session, actor=author, name="hr-file", allowed_media_types=[],
+                                 read_roles=["records_manager"], write_roles=["records_manager"]).id
+    secret = add(author, "salary review for the loans team", document_type="hr-file")
+    settle()
+    read_types = search._readable_types
+
+    def before_hr_existed(session, actor, document_type):  # noqa: ANN001, ANN202
+        ids, names = read_types(session, actor, document_type)
+        return [i for i in ids if i != hr], {k: v for k, v in names.items() if k != hr}
+
+    monkeypatch.setattr(search, "_readable_types", before_hr_existed)  # the index knows a type the caller's list
+    with transaction(readonly=True) as session:                         # does not: its documents stay hidden
+        page = search.search(session, actor=user("hugo", "helpdesk"), q="salary OR loan*")
+    assert secret not in {h.document_id for h in page.hits} and page.hits
+    assert "hr-file" not in page.facets["document_type"] and hr not in page.facets["document_type"]
+
+
 def test_the_index_follows_every_kind_of_event(corpus) -> None:  # noqa: ANN001
     author, _, ids = corpus
     doc = ids["closure"]
