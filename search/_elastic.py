@@ -98,14 +98,8 @@ class ElasticBackend:
             return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
         self._ensure()
         bodies = search_bodies(query, year_field=self.year_field)
-        try:
-            with _calls("the search"):
-                resp = self.client.msearch(index=self.alias,
-                                           searches=[part for body in bodies for part in ({}, body)])
-        except SearchError as exc:
-            if isinstance(exc.__cause__, ApiError) and exc.__cause__.meta.status == 404:
-                raise self._missing() from exc
-            raise
+        with self._on_alias("the search"):
+            resp = self.client.msearch(index=self.alias, searches=[part for body in bodies for part in ({}, body)])
         if len(resp.get("responses", [])) != len(bodies):
             raise SearchBackendError(f"Elasticsearch answered {len(resp.get('responses', []))} of the "
                                      f"{len(bodies)} searches asked")
@@ -127,6 +121,17 @@ class ElasticBackend:
             error = (error.get("root_cause") or [error])[0]
         message = error.get("reason", str(error)) if isinstance(error, dict) else str(error)
         raise _refusal(status, message, "the search")
+
+    @contextmanager
+    def _on_alias(self, what: str) -> Iterator[None]:
+        """As `_calls`, where a 404 means the alias was deleted behind our back."""
+        try:
+            with _calls(what):
+                yield
+        except SearchError as exc:
+            if isinstance(exc.__cause__, ApiError) and exc.__cause__.meta.status == 404:
+                raise self._missing() from exc
+            raise
 
     def _missing(self) -> SearchUnavailableError:
         self._ready = False  # the alias was deleted behind our back: re-create it on the next call
@@ -200,6 +205,7 @@ class ElasticBackend:
                 for name in names[1:]:
                     self.client.indices.delete(index=name, ignore_unavailable=True)
                 log.info("created Elasticsearch index %s behind alias %s", mine, self.alias)
+        with self._on_alias("reading the index mappings"):
             self.year_field = self._add_new_fields()
         self._ready = True
 
