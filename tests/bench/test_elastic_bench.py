@@ -22,6 +22,7 @@ import statistics
 import time
 import uuid
 
+import pytest
 from sqlalchemy import insert, select
 
 from tests.bench.test_search_bench import FIRST, LAST, PHRASES, _body, _p95, _vocabulary
@@ -236,6 +237,7 @@ def _load_million(backend, type_ids: list[str], author_id: str) -> None:  # noqa
         time.sleep(5)
 
 
+@pytest.mark.timeout(3600)  # loading a million documents takes 5-15 minutes, with the host's speed
 def test_help_desk_queries_on_a_million_documents(monkeypatch, tmp_path) -> None:  # noqa: ANN001
     from repository import identity, runtime
     from repository.db import get_engine, transaction
