@@ -16,6 +16,7 @@ snippets or an exact total.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import random
 import statistics
@@ -45,39 +46,37 @@ QUERIES = {
 
 def _load(session, type_ids: list[str], author_id: str) -> None:  # noqa: ANN001
     """Documents with a current version whose text is already in search_entries (so nothing is extracted)."""
-    from repository.models import Customer, Document, DocumentVersion
-    from search.models import SearchEntry
+    from repository.models import Customer
 
-    rng = random.Random(7)
-    words = _vocabulary(rng)
-    start = dt.datetime(2019, 1, 1, tzinfo=dt.UTC)
     customers = [Customer(external_ref=f"C-{i}", name=f"Customer {i}") for i in range(2000)]
     session.add_all(customers)
     session.flush()
-    customers = [c.id for c in customers]
-    for offset in range(0, N_DOCS, 5000):
-        docs, versions, entries = [], [], []
-        for _ in range(min(5000, N_DOCS - offset)):
-            doc_id = str(uuid.UUID(int=rng.getrandbits(128)))
-            created = start + dt.timedelta(minutes=rng.randint(0, 60 * 24 * 365 * 7))
-            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-            type_id, customer = rng.choice(type_ids), rng.choice(customers)
-            title = f"{rng.choice(PHRASES).title()} for {name.title()}"
-            sha = f"{rng.getrandbits(256):064x}"
-            docs.append({"id": doc_id, "title": title, "document_type_id": type_id, "meta": {}, "state": "active",
-                         "current_major": 1, "current_minor": 0, "revision": 1, "created_by": author_id,
-                         "created_at": created, "updated_at": created, "restricted": False,
-                         "customer_id": customer})
-            versions.append({"id": str(uuid.UUID(int=rng.getrandbits(128))), "document_id": doc_id, "major": 1,
-                             "minor": 0, "blob_key": sha, "sha256": sha, "size": 600, "media_type": "text/plain",
-                             "filename": "letter.txt", "created_by": author_id, "created_at": created})
-            entries.append({"document_id": doc_id, "revision": 1, "version": "1.0", "content_sha256": sha,
-                            "title": title, "body": _body(rng, words, name), "document_type_id": type_id,
-                            "customer_id": customer, "created_at": created, "year": created.year,
-                            "restricted": False, "meta": {}, "text_status": "ok", "indexed_at": created})
-        session.execute(insert(Document), docs)
-        session.execute(insert(DocumentVersion), versions)
-        session.execute(insert(SearchEntry), entries)
+    docs, versions, entries = [], [], []
+    for row, doc in _documents(type_ids, author_id, [c.id for c in customers], N_DOCS):
+        created, sha = row["created_at"], hashlib.sha256(doc.document_id.encode()).hexdigest()
+        docs.append(row)
+        versions.append({"id": str(uuid.uuid5(uuid.NAMESPACE_OID, doc.document_id)), "document_id": doc.document_id,
+                         "major": 1, "minor": 0, "blob_key": sha, "sha256": sha, "size": 600,
+                         "media_type": "text/plain", "filename": "letter.txt", "created_by": author_id,
+                         "created_at": created})
+        entries.append({"document_id": doc.document_id, "revision": 1, "version": "1.0", "content_sha256": sha,
+                        "title": doc.title, "body": doc.body, "document_type_id": doc.document_type_id,
+                        "customer_id": doc.customer_id, "created_at": created, "year": created.year,
+                        "restricted": False, "meta": {}, "text_status": "ok", "indexed_at": created})
+        if len(docs) == 5000:
+            _insert(session, docs, versions, entries)
+    _insert(session, docs, versions, entries)
+
+
+def _insert(session, docs: list[dict], versions: list[dict], entries: list[dict]) -> None:  # noqa: ANN001
+    """Insert the rows gathered so far and empty the lists."""
+    from repository.models import Document, DocumentVersion
+    from search.models import SearchEntry
+
+    for model, rows in ((Document, docs), (DocumentVersion, versions), (SearchEntry, entries)):
+        if rows:
+            session.execute(insert(model), rows)
+        rows.clear()
 
 
 def _direct_bulk(url: str, alias: str) -> float:
