@@ -92,8 +92,8 @@ class ElasticBackend:
                    ignore=_IGNORED_ON_DELETE)
 
     def search(self, session: Session, query: SearchQuery) -> SearchResult:
-        """Run a query: one _msearch with the page (hits, snippets, total) and the facets
-        (`_elastic_query.search_bodies`)."""
+        """Run a query: one _msearch with the page (hits, snippets) and the facets with the total, or the page
+        with its total when no facets are asked for (`_elastic_query.search_bodies`)."""
         if not query.type_ids:
             return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
         self._ensure()
@@ -108,7 +108,8 @@ class ElasticBackend:
         hits = [Hit(document_id=h["_id"], score=float(h.get("_score") or 0.0), snippet=_snippet(h),
                     title=h["_source"].get("title", "")) for h in page["hits"]["hits"]]
         aggs = {name: agg for answer in answers for name, agg in answer.get("aggregations", {}).items()}
-        return SearchResult(hits, page["hits"]["total"]["value"], _facets(aggs) if query.facets else {})
+        total = answers[-1]["hits"]["total"]["value"]  # the last search counted it (the facets, if asked for)
+        return SearchResult(hits, total, _facets(aggs) if query.facets else {})
 
     def _answer(self, item: dict[str, Any]) -> dict[str, Any]:
         """One answer of an _msearch, or the search error its refusal means."""

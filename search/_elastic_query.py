@@ -11,6 +11,7 @@ every production node. `title`/`body` keep the text as written (standard analyze
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import re
 from typing import Any
 
@@ -103,17 +104,30 @@ def _on_words(kind: str, value: str) -> dict[str, Any]:
                      "minimum_should_match": 1}}
 
 
-def translate(node: Node) -> dict[str, Any]:
-    """The bool query for a query tree (the words are already normalised by the parser)."""
+def _phrase(words: tuple[str, ...], ranked: bool) -> dict[str, Any]:
+    """A phrase: matched exactly, scored by its pairs of neighbouring words when it has more than one pair.
+    Scored as a phrase, every document holding the words has its positions read to count the phrase, so a
+    phrase found in a fifth of the index reads them all; scored by its pairs (each one indexed term, see
+    _WORDS), the page skips the documents that cannot make it and reads positions only to confirm the rest."""
+    exact = _on_words("match_phrase", " ".join(words))
+    if len(words) < 3 or not ranked:  # one word or one pair is a single term lookup already
+        return exact
+    pairs = [_on_words("match_phrase", f"{a} {b}") for a, b in itertools.pairwise(words)]
+    return {"bool": {"should": pairs, "minimum_should_match": 1, "filter": [exact]}}
+
+
+def translate(node: Node, *, ranked: bool = True) -> dict[str, Any]:
+    """The bool query for a query tree (the words are already normalised by the parser); `ranked=False` when
+    no score is wanted (counting the facets)."""
     if isinstance(node, Term):
         return _on_words("prefix" if node.prefix else "term", node.text)
     if isinstance(node, Phrase):
-        return _on_words("match_phrase", " ".join(node.words))
+        return _phrase(node.words, ranked)
     if isinstance(node, Or):
-        return {"bool": {"should": [translate(p) for p in node.parts], "minimum_should_match": 1}}
+        return {"bool": {"should": [translate(p, ranked=ranked) for p in node.parts], "minimum_should_match": 1}}
     if isinstance(node, And):
-        return {"bool": {"must": [translate(p) for p in node.parts if not isinstance(p, Not)],
-                         "must_not": [translate(p.part) for p in node.parts if isinstance(p, Not)]}}
+        return {"bool": {"must": [translate(p, ranked=ranked) for p in node.parts if not isinstance(p, Not)],
+                         "must_not": [translate(p.part, ranked=False) for p in node.parts if isinstance(p, Not)]}}
     raise ValueError("a NOT outside an AND cannot be translated")  # the parser refuses these
 
 
@@ -191,24 +205,30 @@ def _highlight(node: Node | None) -> dict[str, Any]:
 
 
 def search_bodies(query: SearchQuery, *, year_field: bool = True) -> list[dict[str, Any]]:
-    """The _search bodies for a query (sent as one _msearch): the page with its total and snippets; then, when
-    facets are asked for, the facets alone, counted without scores. Elasticsearch counts a facet of many distinct
+    """The _search bodies for a query (sent as one _msearch): the page with its snippets; then, when facets are
+    asked for, the facets and the total, counted without scores. Elasticsearch counts a facet of many distinct
     values (customers) on one thread, and a request holding one runs on one thread; asked apart, the page is
-    searched on several threads while the facets are counted beside it."""
-    scoring = translate(query.expr) if query.expr is not None else {"match_all": {}}
-    scope = TypeScope.of(query)
-    matching = {"bool": {"must": [scoring], "filter": filters(query, scope), "must_not": exclusions(query, scope)}}
+    searched on several threads while the facets are counted beside it. The facets visit every match anyway, so
+    they count the total, and the page need only find its best hits: Elasticsearch then skips the blocks of
+    documents that cannot make the page."""
     page: dict[str, Any] = {
-        "query": matching,
+        "query": _matching(query, ranked=True),
         "sort": _sort(query),
         "from": query.offset,
         "size": query.limit,
-        "track_total_hits": True,
+        "track_total_hits": not query.facets,
         "_source": ["title"],
     }
     if query.limit:
         page["highlight"] = _highlight(query.expr)
     if not query.facets:
         return [page]
-    return [page, {"query": matching, "size": 0, "track_total_hits": False,
+    return [page, {"query": _matching(query, ranked=False), "size": 0, "track_total_hits": True,
                    "aggs": _aggregations(query, year_field)}]
+
+
+def _matching(query: SearchQuery, *, ranked: bool) -> dict[str, Any]:
+    """The query's words, filters and exclusions as one bool query."""
+    words = translate(query.expr, ranked=ranked) if query.expr is not None else {"match_all": {}}
+    scope = TypeScope.of(query)
+    return {"bool": {"must": [words], "filter": filters(query, scope), "must_not": exclusions(query, scope)}}

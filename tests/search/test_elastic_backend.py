@@ -162,7 +162,8 @@ def test_facets_count_types_years_and_customers(corpus) -> None:  # noqa: ANN001
                              "customer": {"c1": 2, "c2": 1}}
     narrowed = corpus.search(None, _query("loan*"))
     assert narrowed.total == 3 and narrowed.facets["document_type"] == {"t-letter": 2, "t-memo": 1}
-    assert corpus.search(None, _query("loan*", facets=False)).facets == {}
+    alone = corpus.search(None, _query("loan*", facets=False))
+    assert alone.facets == {} and alone.total == 3  # counted by the page search when there are no facets
 
 
 def test_snippets_mark_matches_and_escape_the_text(corpus) -> None:  # noqa: ANN001
@@ -217,6 +218,22 @@ def test_sorting_and_paging(es_backend) -> None:  # noqa: ANN001
     assert page()[1:] == ["d1", "d2", "d3", "d4", "d5"]  # equal scores: document id
     result = es_backend.search(None, _query("payment", offset=4, limit=4))
     assert result.total == 6 and len(result.hits) == 2
+
+
+def test_a_long_phrase_matches_exactly_and_ranks_by_where_and_how_often_it_occurs(es_backend) -> None:  # noqa: ANN001
+    es_backend.upsert(None, [
+        _doc("once", "Note", "a late payment fee was charged"),
+        _doc("twice", "Note", "a late payment fee and then another late payment fee"),
+        _doc("title", "Late payment fee", "notice"),
+        _doc("pairs", "Note", "a late payment was made and the payment fee waived"),  # both pairs, not the phrase
+        _doc("shuffled", "Note", "fee payment late"),
+    ])
+    es_backend.refresh()
+    result = es_backend.search(None, _query('"late payment fee"'))
+    assert [h.document_id for h in result.hits] == ["title", "twice", "once"]
+    assert result.total == 3 and result.facets["document_type"] == {"t-letter": 3}
+    assert _ids(es_backend, 'fee -"late payment fee"') == {"pairs", "shuffled"}
+    assert _ids(es_backend, '"late payment fee" OR waived') == {"title", "twice", "once", "pairs"}
 
 
 def test_the_top_twenty_customers(es_backend) -> None:  # noqa: ANN001
