@@ -34,6 +34,7 @@ from tests.bench.test_search_bench import FIRST, LAST, PHRASES, _body, _p95, _vo
 N_DOCS = int(os.environ.get("POSTROOM_BENCH_ES_DOCS", "50000"))
 N_QUERY_DOCS = int(os.environ.get("POSTROOM_BENCH_ES_QUERY_DOCS", "1000000"))
 RUNS = 40
+WARM_ROUNDS = 20
 YEAR_FROM, YEAR_TO = dt.datetime(2023, 1, 1, tzinfo=dt.UTC), dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 QUERIES = {
     "customer name": dict(q="ada lovelace"),
@@ -176,13 +177,14 @@ def test_elasticsearch_indexing_and_help_desk_queries(monkeypatch, desk: Desk) -
             monkeypatch.setenv("POSTROOM_SEARCH_BACKEND", kind)
             runtime.reset()
             reset_backends()
+            if name == next(iter(QUERIES)):
+                _warm(service, transaction, user)
             samples = []
-            for run in range(RUNS + 1):  # the first run warms this backend's connection and caches; not counted
+            for _ in range(RUNS):
                 t0 = time.perf_counter()
                 with transaction(readonly=True) as session:
                     page = service.search(session, actor=user, **params)
-                if run:
-                    samples.append(time.perf_counter() - t0)
+                samples.append(time.perf_counter() - t0)
             timings[kind] = (_p95(samples), statistics.median(samples), page.total)
         (p95, p50, total), (f_p95, _, f_total) = timings["elasticsearch"], timings["sqlite"]
         assert total == f_total, name
@@ -192,6 +194,15 @@ def test_elasticsearch_indexing_and_help_desk_queries(monkeypatch, desk: Desk) -
     print(f"worst p95 {worst * 1000:.1f} ms over {N_DOCS} documents; target < 50 ms")
     assert indexed / outbox >= 1000
     assert worst < 0.050
+
+
+def _warm(service, transaction, user) -> None:  # noqa: ANN001
+    """Run every query WARM_ROUNDS times, uncounted: the query timed first after a load ran 2-4x slower than the
+    same query timed later (see tests/bench/README.md), and a help-desk node in service is warm."""
+    for _ in range(WARM_ROUNDS):
+        for params in QUERIES.values():
+            with transaction(readonly=True) as session:
+                service.search(session, actor=user, **params)
 
 
 def _documents(type_ids: list[str], author_id: str, customers: list[str], n: int):  # noqa: ANN202
@@ -282,6 +293,7 @@ def test_help_desk_queries_on_a_million_documents(monkeypatch, desk: Desk) -> No
     _load_million(backend, [types["letter"], types["correspondence"], types["general"]], user.id)
     print(f"\nloaded {N_QUERY_DOCS} documents in {time.perf_counter() - began:.0f} s "
           f"({backend.client.count(index=alias)['count']} in the index)")
+    _warm(service, transaction, user)
     worst = 0.0
     for name, params in QUERIES.items():
         asked: list[SearchQuery] = []  # the query the service hands the backend: the floor matches the same
