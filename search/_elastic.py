@@ -20,7 +20,7 @@ from typing import Any
 from elasticsearch import ApiError, Elasticsearch, TransportError, helpers
 from sqlalchemy.orm import Session
 
-from search._elastic_query import MAPPINGS, SETTINGS, search_bodies, source
+from search._elastic_query import MAPPINGS, SETTINGS, facets, search_bodies, source
 from search.backend import Hit, IndexDoc, SearchQuery, SearchResult
 from search.errors import SearchBackendError, SearchError, SearchUnavailableError
 
@@ -72,7 +72,7 @@ class ElasticBackend:
                                     request_timeout=settings.elasticsearch_timeout_seconds, max_retries=2,
                                     retry_on_timeout=True, retry_on_status=_RETRY_STATUS)
         self._ready = False
-        self.year_field = True  # the live index was made by this version's mappings (it has `year`)
+        self.mappings = MAPPINGS["_meta"]["mappings"]  # the live index's `_meta.mappings` (which facet fields)
 
     # -- the protocol ---------------------------------------------------------------------------------------
 
@@ -97,7 +97,7 @@ class ElasticBackend:
         if not query.type_ids:
             return SearchResult([], 0, {"document_type": {}, "year": {}, "customer": {}} if query.facets else {})
         self._ensure()
-        bodies = search_bodies(query, year_field=self.year_field)
+        bodies = search_bodies(query, mappings=self.mappings)
         with self._on_alias("the search"):
             resp = self.client.msearch(index=self.alias, searches=[part for body in bodies for part in ({}, body)])
         if len(resp.get("responses", [])) != len(bodies):
@@ -109,7 +109,7 @@ class ElasticBackend:
                     title=h["_source"].get("title", "")) for h in page["hits"]["hits"]]
         aggs = {name: agg for answer in answers for name, agg in answer.get("aggregations", {}).items()}
         total = answers[-1]["hits"]["total"]["value"]  # the last search counted it (the facets, if asked for)
-        return SearchResult(hits, total, _facets(aggs) if query.facets else {})
+        return SearchResult(hits, total, facets(aggs) if query.facets else {})
 
     def _answer(self, item: dict[str, Any]) -> dict[str, Any]:
         """One answer of an _msearch, or the search error its refusal means."""
@@ -207,16 +207,16 @@ class ElasticBackend:
                     self.client.indices.delete(index=name, ignore_unavailable=True)
                 log.info("created Elasticsearch index %s behind alias %s", mine, self.alias)
         with self._on_alias("reading the index mappings"):
-            self.year_field = self._add_new_fields()
+            self.mappings = self._add_new_fields()
         self._ready = True
 
-    def _add_new_fields(self) -> bool:
+    def _add_new_fields(self) -> int:
         """Add the fields of MAPPINGS that an index made by an earlier version lacks (writes send them and the
-        mapping is strict); say whether the live index was made by these mappings (`_meta.mappings`). An older
-        one's documents get the new fields when `postroom reindex` rebuilds it; until then the year facet is
-        counted from created_at."""
+        mapping is strict); answer the live index's `_meta.mappings`. An older index's documents get the new
+        fields when `postroom reindex` rebuilds it; until then its facets are counted from the fields they have
+        (`_elastic_query._aggregations`)."""
         live = set(self.client.indices.get_alias(name=self.alias))
-        current = True
+        oldest = MAPPINGS["_meta"]["mappings"]
         for name, mapping in self.client.indices.get_mapping(index=self._targets()).items():
             have = mapping["mappings"].get("properties", {})
             missing = {k: v for k, v in MAPPINGS["properties"].items() if k not in have}
@@ -224,10 +224,9 @@ class ElasticBackend:
                 self.client.indices.put_mapping(index=name, properties=missing)
                 log.warning("Elasticsearch index %s predates the fields %s: added them; run postroom reindex so "
                             "that every document has them", name, ", ".join(sorted(missing)))
-            version = mapping["mappings"].get("_meta", {}).get("mappings", 1)
-            if name in live and version < MAPPINGS["_meta"]["mappings"]:
-                current = False
-        return current
+            if name in live:
+                oldest = min(oldest, mapping["mappings"].get("_meta", {}).get("mappings", 1))
+        return oldest
 
     def _targets(self) -> list[str]:
         with _calls("checking for a rebuild"):
@@ -292,7 +291,7 @@ class ElasticRebuild:
                 *({"remove": {"index": name, "alias": alias}} for name in old)])
             for name in old:
                 client.indices.delete(index=name, ignore_unavailable=True)
-        self.backend.year_field = True  # the new index was made with this version's mappings
+        self.backend.mappings = MAPPINGS["_meta"]["mappings"]  # the new index has this version's mappings
         log.info("Elasticsearch alias %s now points at %s (dropped %s)", alias, self.index, ", ".join(old) or "-")
 
     def abort(self, session: Session) -> None:
@@ -308,10 +307,3 @@ def _snippet(hit: dict[str, Any]) -> str:
     title = (found.get("title") or [""])[0]
     best = body if "<mark>" in body or "<mark>" not in title else title
     return " ".join(best.split())
-
-
-def _facets(aggs: dict[str, Any]) -> dict[str, dict[str, int]]:
-    def buckets(name: str) -> dict[str, int]:
-        return {str(b.get("key_as_string", b["key"])): b["doc_count"] for b in aggs.get(name, {}).get("buckets", [])}
-
-    return {"document_type": buckets("document_type"), "year": buckets("year"), "customer": buckets("customer")}

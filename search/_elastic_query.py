@@ -36,7 +36,7 @@ _KEYWORD = {"type": "keyword"}
 
 MAPPINGS: dict[str, Any] = {
     "dynamic": "strict",
-    "_meta": {"mappings": 2},  # 2: the `year` field and index_phrases
+    "_meta": {"mappings": 3},  # 2: the `year` field and index_phrases; 3: `type_and_year`
     # The word copies are for matching only; _source keeps the text once.
     "_source": {"excludes": list(WORD_FIELDS)},
     "properties": {
@@ -51,7 +51,12 @@ MAPPINGS: dict[str, Any] = {
         "document_type": _KEYWORD,
         "customer_id": _KEYWORD,
         "created_at": {"type": "date"},
-        "year": _KEYWORD,  # of created_at in UTC, for the year facet (terms on a keyword count on many threads)
+        # Of created_at in UTC: the year facet of an index made before `type_and_year`; still written, as the
+        # previous version's processes write it (the mapping is strict) during an upgrade.
+        "year": _KEYWORD,
+        # "<type id> <year>": one terms aggregation counts the type and the year facets, reading one value a
+        # match where two would read two (a fifth less time for the facets of a broad query)
+        "type_and_year": _KEYWORD,
         # `meta.key=value` filters are term queries on metadata.key (every value indexed as a keyword; true as
         # "true"). Only top-level scalars are sent (`filterable`), so a dotted key is never a nested one.
         "metadata": {"type": "flattened", "ignore_above": 1024},
@@ -75,6 +80,7 @@ def source(doc: IndexDoc) -> dict[str, Any]:
         "document_type_id": doc.document_type_id, "document_type": doc.document_type,
         "customer_id": doc.customer_id, "created_at": _utc(doc.created_at).isoformat(),
         "year": str(_utc(doc.created_at).year),
+        "type_and_year": f"{doc.document_type_id} {_utc(doc.created_at).year}",
         "metadata": filterable(doc.metadata), "restricted": doc.restricted, "text_status": doc.text_status,
     }
 
@@ -177,19 +183,44 @@ def _sort(query: SearchQuery) -> list[Any]:
         return [{"created_at": "asc"}, {"document_id": "asc"}]
     if query.sort == "newest" or query.expr is None:
         return [{"created_at": "desc"}, {"document_id": "desc"}]
-    return [{"_score": "desc"}, {"document_id": "asc"}]
+    # Score alone: any second sort key makes Elasticsearch collect by field, without the skipping it does for
+    # scores (a broad phrase's page 3-5 ms slower at a million documents). Equal scores come in index order.
+    return [{"_score": "desc"}]
 
 
-def _aggregations(query: SearchQuery, year_field: bool) -> dict[str, Any]:
-    """The type, year and customer facets. An index made before the `year` field counts years from created_at
-    (slower) until `postroom reindex` replaces it."""
-    year = ({"terms": {"field": "year", "size": MAX_YEARS, "order": {"_key": "desc"}}} if year_field else
+def _aggregations(query: SearchQuery, mappings: int) -> dict[str, Any]:
+    """The type, year and customer facets, as the live index's mappings (`_meta.mappings`) allow: an index made
+    before `type_and_year` counts types and years apart, and one made before `year` counts years from
+    created_at (slower), until `postroom reindex` replaces it."""
+    types = max(len(query.type_ids), 1)
+    customer = {"terms": {"field": "customer_id", "size": TOP_CUSTOMERS,
+                          "order": [{"_count": "desc"}, {"_key": "asc"}]}}
+    if mappings >= 3:  # every pair of a type and a year is a bucket, so each facet is their exact sum
+        return {"type_and_year": {"terms": {"field": "type_and_year", "size": types * MAX_YEARS}},
+                "customer": customer}
+    year = ({"terms": {"field": "year", "size": MAX_YEARS, "order": {"_key": "desc"}}} if mappings == 2 else
             {"date_histogram": {"field": "created_at", "calendar_interval": "year", "format": "yyyy",
                                 "time_zone": "UTC", "min_doc_count": 1, "order": {"_key": "desc"}}})
-    return {"document_type": {"terms": {"field": "document_type_id", "size": max(len(query.type_ids), 1)}},
-            "year": year,
-            "customer": {"terms": {"field": "customer_id", "size": TOP_CUSTOMERS,
-                                   "order": [{"_count": "desc"}, {"_key": "asc"}]}}}
+    return {"document_type": {"terms": {"field": "document_type_id", "size": types}}, "year": year,
+            "customer": customer}
+
+
+def facets(aggs: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """The facets from the facets search's aggregations: types by count (then id), years newest first,
+    customers as Elasticsearch ordered them."""
+    def buckets(name: str) -> dict[str, int]:
+        return {str(b.get("key_as_string", b["key"])): b["doc_count"] for b in aggs.get(name, {}).get("buckets", [])}
+
+    if "type_and_year" not in aggs:
+        return {"document_type": buckets("document_type"), "year": buckets("year"), "customer": buckets("customer")}
+    types: dict[str, int] = {}
+    years: dict[str, int] = {}
+    for key, count in buckets("type_and_year").items():
+        type_id, year = key.rsplit(" ", 1)
+        types[type_id] = types.get(type_id, 0) + count
+        years[year] = years.get(year, 0) + count
+    return {"document_type": dict(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "year": dict(sorted(years.items(), reverse=True)), "customer": buckets("customer")}
 
 
 def _highlight(node: Node | None) -> dict[str, Any]:
@@ -204,7 +235,7 @@ def _highlight(node: Node | None) -> dict[str, Any]:
             "fields": {"body": body, "title": title}}
 
 
-def search_bodies(query: SearchQuery, *, year_field: bool = True) -> list[dict[str, Any]]:
+def search_bodies(query: SearchQuery, *, mappings: int = MAPPINGS["_meta"]["mappings"]) -> list[dict[str, Any]]:
     """The _search bodies for a query (sent as one _msearch): the page with its snippets; then, when facets are
     asked for, the facets and the total, counted without scores. Elasticsearch counts a facet of many distinct
     values (customers) on one thread, and a request holding one runs on one thread; asked apart, the page is
@@ -224,7 +255,7 @@ def search_bodies(query: SearchQuery, *, year_field: bool = True) -> list[dict[s
     if not query.facets:
         return [page]
     return [page, {"query": _matching(query, ranked=False), "size": 0, "track_total_hits": True,
-                   "aggs": _aggregations(query, year_field)}]
+                   "aggs": _aggregations(query, mappings)}]
 
 
 def _matching(query: SearchQuery, *, ranked: bool) -> dict[str, Any]:
