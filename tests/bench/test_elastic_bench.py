@@ -172,7 +172,7 @@ def test_elasticsearch_indexing_and_help_desk_queries(monkeypatch, desk: Desk) -
     direct = _direct_bulk(url, alias)
     print(f"\nindexed {indexed} documents through the outbox in {outbox:.1f} s: {indexed / outbox:.0f}/s; "
           f"one direct helpers.bulk: {N_DOCS / direct:.0f}/s; ratio {outbox / direct:.2f}")
-    _settle(backend)
+    print(f"settled at {_settle(backend)} segments")
     worst = 0.0
     for name, params in QUERIES.items():
         timings = {}
@@ -229,8 +229,9 @@ def _documents(type_ids: list[str], author_id: str, customers: list[str], n: int
                             metadata={}, text_status="ok")
 
 
-def _load_million(backend, type_ids: list[str], author_id: str) -> None:  # noqa: ANN001
-    """N_QUERY_DOCS documents into the database (5,000 a transaction) and straight into the live index."""
+def _load_million(backend, type_ids: list[str], author_id: str) -> int:  # noqa: ANN001
+    """N_QUERY_DOCS documents into the database (5,000 a transaction) and straight into the live index; answer
+    the segment count once settled."""
     from elasticsearch import helpers
     from sqlalchemy import insert
 
@@ -264,23 +265,33 @@ def _load_million(backend, type_ids: list[str], author_id: str) -> None:  # noqa
         with transaction() as session:
             session.execute(insert(Document), rows)
     backend.client.indices.put_settings(index=backend.alias, settings={"index": {"refresh_interval": None}})
-    _settle(backend)
+    return _settle(backend)
 
 
-def _settle(backend) -> None:  # noqa: ANN001
-    """Refresh, turn off the shard request cache and wait out the merges a bulk load leaves running.
+def _settle(backend) -> int:  # noqa: ANN001
+    """Turn off the shard request cache, flush, and wait out the merges a bulk load leaves; answer the segment
+    count searches then see.
 
     The facets search has no hits (size 0), so Elasticsearch would answer its repeats from the shard request
     cache; a new query finds nothing there, and that is what the benches measure. The merges compete with
-    queries for the two cores."""
-    backend.client.indices.put_settings(index=backend.alias, settings={"index": {"requests.cache.enable": False}})
+    queries for the two cores, and a merge's result is searched only after the next refresh: without one, a
+    million-document load settled at 29 segments seen, and the first timed queries woke the idle shard, whose
+    refresh swapped in 15 (the earlier runs' slow first query). Settled: no merge running, and a refresh that
+    changes nothing."""
+    client, alias = backend.client, backend.alias
+    client.indices.put_settings(index=alias, settings={"index": {"requests.cache.enable": False}})
     backend.refresh()
-    settled = time.monotonic() + 1200
+    client.indices.flush(index=alias)
+    last, settled = None, time.monotonic() + 1800
     while time.monotonic() < settled:
-        stats = backend.client.indices.stats(index=backend.alias, metric="merge")
-        if stats["_all"]["primaries"]["merges"]["current"] == 0:
+        backend.refresh()
+        stats = client.indices.stats(index=alias, metric="merge,segments")["_all"]["primaries"]
+        seen = (stats["merges"]["total"], stats["segments"]["count"])
+        if stats["merges"]["current"] == 0 and seen == last:
             break
-        time.sleep(5)
+        last = seen
+        time.sleep(10)
+    return client.indices.stats(index=alias, metric="segments")["_all"]["primaries"]["segments"]["count"]
 
 
 @pytest.mark.timeout(3600)  # loading a million documents takes 5-15 minutes, with the host's speed
@@ -293,9 +304,9 @@ def test_help_desk_queries_on_a_million_documents(monkeypatch, desk: Desk) -> No
     alias, user, types = desk.alias, desk.user, desk.types
     backend = get_backend()
     began = time.perf_counter()
-    _load_million(backend, [types["letter"], types["correspondence"], types["general"]], user.id)
-    print(f"\nloaded {N_QUERY_DOCS} documents in {time.perf_counter() - began:.0f} s "
-          f"({backend.client.count(index=alias)['count']} in the index)")
+    segments = _load_million(backend, [types["letter"], types["correspondence"], types["general"]], user.id)
+    print(f"\nloaded {N_QUERY_DOCS} documents and settled in {time.perf_counter() - began:.0f} s "
+          f"({backend.client.count(index=alias)['count']} in the index, {segments} segments)")
     _warm(service, transaction, user)
     worst = 0.0
     for name, params in QUERIES.items():
