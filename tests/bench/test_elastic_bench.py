@@ -12,8 +12,8 @@ corpus size (default 50,000; the issue asks for 1,000,000 where the machine hold
 Elasticsearch's floor for the same matching in the same run: the top 20 by score alone, without facets,
 snippets or an exact total.
 
-Both tests time a settled, warm node: the shard request cache off, the merges of the load waited out, and every
-query run WARM_ROUNDS times uncounted first.
+Both tests time a settled, warm node: the shard request cache off, the merges of the load waited out and their
+segments refreshed in, and every query run WARM_ROUNDS times uncounted first.
 """
 
 from __future__ import annotations
@@ -276,7 +276,7 @@ def _settle(backend) -> int:  # noqa: ANN001
     cache; a new query finds nothing there, and that is what the benches measure. The merges compete with
     queries for the two cores, and a merge's result is searched only after the next refresh: without one, a
     million-document load settled at 29 segments seen, and the first timed queries woke the idle shard, whose
-    refresh swapped in 15 (the earlier runs' slow first query). Settled: no merge running, and a refresh that
+    refresh swapped in 15 (likely the earlier runs' slow first query). Settled: no merge running, and a refresh that
     changes nothing."""
     client, alias = backend.client, backend.alias
     client.indices.put_settings(index=alias, settings={"index": {"requests.cache.enable": False}})
