@@ -73,14 +73,14 @@ SETTINGS: dict[str, Any] = {
 
 def source(doc: IndexDoc) -> dict[str, Any]:
     """The JSON document indexed for an IndexDoc."""
+    created = _utc(doc.created_at)
     return {
         "document_id": doc.document_id, "revision": doc.revision, "version": doc.version,
         "title": doc.title, "title_words": words(doc.title),
         "body": doc.body, "body_words": words(doc.body),
         "document_type_id": doc.document_type_id, "document_type": doc.document_type,
-        "customer_id": doc.customer_id, "created_at": _utc(doc.created_at).isoformat(),
-        "year": str(_utc(doc.created_at).year),
-        "type_and_year": f"{doc.document_type_id} {_utc(doc.created_at).year}",
+        "customer_id": doc.customer_id, "created_at": created.isoformat(),
+        "year": str(created.year), "type_and_year": f"{doc.document_type_id} {created.year}",
         "metadata": filterable(doc.metadata), "restricted": doc.restricted, "text_status": doc.text_status,
     }
 

@@ -282,7 +282,7 @@ def _settle(backend) -> int:  # noqa: ANN001
     client.indices.put_settings(index=alias, settings={"index": {"requests.cache.enable": False}})
     backend.refresh()
     client.indices.flush(index=alias)
-    last, settled = None, time.monotonic() + 1800
+    last, seen, settled = None, (0, 0), time.monotonic() + 1800
     while time.monotonic() < settled:
         backend.refresh()
         stats = client.indices.stats(index=alias, metric="merge,segments")["_all"]["primaries"]
@@ -291,7 +291,7 @@ def _settle(backend) -> int:  # noqa: ANN001
             break
         last = seen
         time.sleep(10)
-    return client.indices.stats(index=alias, metric="segments")["_all"]["primaries"]["segments"]["count"]
+    return seen[1]
 
 
 @pytest.mark.timeout(3600)  # loading a million documents takes 5-15 minutes, with the host's speed
